@@ -57,11 +57,16 @@ class FaultFile final : public File {
     TALLY_RETURN_IF_ERROR(fs_->MaybeFail(FaultOp::kWrite, path()));
     uint64_t end = offset;
     for (const ConstBuffer& b : bufs) end += b.size();
-    Status s = base_->Write(offset, bufs, sync);
+    // The data goes down unsynced first, so that an injected sync failure
+    // leaves it written but not durable, as a failed fdatasync does.
+    Status s = base_->Write(offset, bufs, /*sync=*/false);
     // Even a failed write may have stored a prefix; count it as unsynced.
     fs_->RecordWrite(key_, end);
-    if (s.ok() && sync) fs_->RecordSync(key_);
-    return s;
+    if (!s.ok() || !sync) return s;
+    TALLY_RETURN_IF_ERROR(fs_->MaybeFail(FaultOp::kSync, path()));
+    TALLY_RETURN_IF_ERROR(base_->Sync());
+    fs_->RecordSync(key_);
+    return Status::OK();
   }
 
   Status Sync() override {

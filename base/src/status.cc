@@ -6,25 +6,44 @@ namespace tally {
 
 std::string_view CodeName(Code code) {
   switch (code) {
-    case Code::kOk: return "OK";
-    case Code::kInvalidArgument: return "INVALID_ARGUMENT";
-    case Code::kNotFound: return "NOT_FOUND";
-    case Code::kAlreadyWritten: return "ALREADY_WRITTEN";
-    case Code::kWrongEpoch: return "WRONG_EPOCH";
-    case Code::kTrimmed: return "TRIMMED";
-    case Code::kUnwritten: return "UNWRITTEN";
-    case Code::kCorruption: return "CORRUPTION";
-    case Code::kIoError: return "IO_ERROR";
-    case Code::kTimeout: return "TIMEOUT";
-    case Code::kUnavailable: return "UNAVAILABLE";
-    case Code::kTooLarge: return "TOO_LARGE";
-    case Code::kMalformed: return "MALFORMED";
-    case Code::kOverloaded: return "OVERLOADED";
-    case Code::kUnknownMethod: return "UNKNOWN_METHOD";
-    case Code::kCancelled: return "CANCELLED";
-    case Code::kInternal: return "INTERNAL";
-    case Code::kSealed: return "SEALED";
-    case Code::kFailedPrecondition: return "FAILED_PRECONDITION";
+    case Code::kOk:
+      return "OK";
+    case Code::kInvalidArgument:
+      return "INVALID_ARGUMENT";
+    case Code::kNotFound:
+      return "NOT_FOUND";
+    case Code::kAlreadyWritten:
+      return "ALREADY_WRITTEN";
+    case Code::kWrongEpoch:
+      return "WRONG_EPOCH";
+    case Code::kTrimmed:
+      return "TRIMMED";
+    case Code::kUnwritten:
+      return "UNWRITTEN";
+    case Code::kCorruption:
+      return "CORRUPTION";
+    case Code::kIoError:
+      return "IO_ERROR";
+    case Code::kTimeout:
+      return "TIMEOUT";
+    case Code::kUnavailable:
+      return "UNAVAILABLE";
+    case Code::kTooLarge:
+      return "TOO_LARGE";
+    case Code::kMalformed:
+      return "MALFORMED";
+    case Code::kOverloaded:
+      return "OVERLOADED";
+    case Code::kUnknownMethod:
+      return "UNKNOWN_METHOD";
+    case Code::kCancelled:
+      return "CANCELLED";
+    case Code::kInternal:
+      return "INTERNAL";
+    case Code::kSealed:
+      return "SEALED";
+    case Code::kFailedPrecondition:
+      return "FAILED_PRECONDITION";
   }
   return "UNKNOWN_CODE";
 }

@@ -205,6 +205,14 @@ TEST_F(FaultEnvTest, FailNextCoversEveryOp) {
   EXPECT_TRUE(f->Sync().ok());
   EXPECT_EQ(fs_.SyncedSize("/d/f"), 4u);
 
+  // A synced Write whose sync fails: the bytes are written, not durable.
+  fs_.FailNext(FaultOp::kSync, 1);
+  EXPECT_FALSE(WriteStr(f.get(), 4, "ef", true).ok());
+  EXPECT_EQ(*f->Size(), 6u);
+  EXPECT_EQ(fs_.SyncedSize("/d/f"), 4u);
+  ASSERT_TRUE(fs_.DropUnsyncedData().ok());
+  EXPECT_EQ(*f->Size(), 4u);
+
   fs_.FailNext(FaultOp::kTruncate, 1);
   EXPECT_FALSE(f->Truncate(1).ok());
   EXPECT_EQ(*f->Size(), 4u);

@@ -1,0 +1,70 @@
+#pragma once
+
+// Typed wrappers over Channel/ServiceRegistry for protobuf messages.
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "tally/net/transport.h"
+
+namespace tally::net {
+
+// Calls `method` with a protobuf request; `done` gets the parsed response or
+// an error (Malformed if the response does not parse).
+template <typename Resp, typename Req, typename Done>
+void CallTyped(Channel& channel, std::string method, const Req& request, CallOptions options,
+               Done done) {
+  std::string payload;
+  request.SerializeToString(&payload);
+  // Copied before the call: argument evaluation order is unspecified, so
+  // capturing `method` beside std::move(method) could capture an empty name.
+  std::string m = method;
+  channel.Call(std::move(method), std::move(payload), options,
+               [done = std::move(done), m = std::move(m)](Result<std::string> r) mutable {
+                 if (!r.ok()) {
+                   done(Result<Resp>(r.status()));
+                   return;
+                 }
+                 Resp resp;
+                 if (!resp.ParseFromString(*r)) {
+                   done(Result<Resp>(Malformed("response to " + m + " does not parse")));
+                   return;
+                 }
+                 done(Result<Resp>(std::move(resp)));
+               });
+}
+
+// A typed responder: reply with a message or a status.
+template <typename Resp>
+class TypedResponder {
+ public:
+  explicit TypedResponder(Responder r) : r_(std::move(r)) {}
+  void Ok(const Resp& resp) {
+    std::string out;
+    resp.SerializeToString(&out);
+    r_(Status::OK(), std::move(out));
+  }
+  void Fail(Status status) { r_(std::move(status), std::string()); }
+  // Replies with bytes already in Resp's wire format (built without a Resp).
+  void OkSerialized(std::string bytes) { r_(Status::OK(), std::move(bytes)); }
+
+ private:
+  Responder r_;
+};
+
+// Registers a handler taking a parsed Req. A payload that does not parse is
+// answered with Malformed and never reaches `fn`.
+template <typename Req, typename Resp, typename Fn>
+void RegisterTyped(ServiceRegistry& registry, const std::string& method, Fn fn) {
+  registry.Register(method, [fn = std::move(fn), method](std::string payload, Responder respond) {
+    Req req;
+    if (!req.ParseFromString(payload)) {
+      respond(Malformed("request for " + method + " does not parse"), std::string());
+      return;
+    }
+    fn(std::move(req), TypedResponder<Resp>(std::move(respond)));
+  });
+}
+
+}  // namespace tally::net
