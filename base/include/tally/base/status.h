@@ -13,23 +13,23 @@ namespace tally {
 // Never renumber; only append.
 enum class Code : uint32_t {
   kOk = 0,
-  kInvalidArgument = 1,   // the request is wrong; fix it, do not retry
-  kNotFound = 2,          // the named thing does not exist
-  kAlreadyWritten = 3,    // write-once: the address holds data or a hole; get a new token
-  kWrongEpoch = 4,        // sender's epoch differs from the server's; refresh layout, retry
-  kTrimmed = 5,           // the address is below the trim mark; its data is gone
-  kUnwritten = 6,         // nothing written at the address yet; retry later or fill a hole
-  kCorruption = 7,        // stored bytes failed their checksum; never served
-  kIoError = 8,           // the disk or file system refused
-  kTimeout = 9,           // no answer in time; safe to retry idempotent calls
-  kUnavailable = 10,      // cannot reach the peer, or it is shutting down
-  kTooLarge = 11,         // an entry or frame exceeds the configured maximum
-  kMalformed = 12,        // bytes that do not parse (frames, records, protobufs)
-  kOverloaded = 13,       // a bounded queue is full; back off and retry
-  kUnknownMethod = 14,    // the server does not serve this RPC method
-  kCancelled = 15,        // the operation was abandoned (shutdown, caller gave up)
-  kInternal = 16,         // a bug: an invariant failed
-  kSealed = 17,           // the unit is sealed at this epoch; refresh layout, retry
+  kInvalidArgument = 1,      // the request is wrong; fix it, do not retry
+  kNotFound = 2,             // the named thing does not exist
+  kAlreadyWritten = 3,       // write-once: the address holds data or a hole; get a new token
+  kWrongEpoch = 4,           // sender's epoch differs from the server's; refresh layout, retry
+  kTrimmed = 5,              // the address is below the trim mark; its data is gone
+  kUnwritten = 6,            // nothing written at the address yet; retry later or fill a hole
+  kCorruption = 7,           // stored bytes failed their checksum; never served
+  kIoError = 8,              // the disk or file system refused
+  kTimeout = 9,              // no answer in time; safe to retry idempotent calls
+  kUnavailable = 10,         // cannot reach the peer, or it is shutting down
+  kTooLarge = 11,            // an entry or frame exceeds the configured maximum
+  kMalformed = 12,           // bytes that do not parse (frames, records, protobufs)
+  kOverloaded = 13,          // a bounded queue is full; back off and retry
+  kUnknownMethod = 14,       // the server does not serve this RPC method
+  kCancelled = 15,           // the operation was abandoned (shutdown, caller gave up)
+  kInternal = 16,            // a bug: an invariant failed
+  kSealed = 17,              // the unit is sealed at this epoch; refresh layout, retry
   kFailedPrecondition = 18,  // the state does not allow this now (e.g. not bootstrapped)
 };
 
@@ -108,8 +108,8 @@ Status ErrnoStatus(std::string_view what, int err);
 #define TALLY_CONCAT(a, b) TALLY_CONCAT_INNER(a, b)
 
 // Returns from the enclosing function if `expr` (a Status) is not OK.
-#define TALLY_RETURN_IF_ERROR(expr)               \
-  do {                                            \
-    ::tally::Status _tally_st = (expr);           \
-    if (!_tally_st.ok()) return _tally_st;        \
+#define TALLY_RETURN_IF_ERROR(expr)        \
+  do {                                     \
+    ::tally::Status _tally_st = (expr);    \
+    if (!_tally_st.ok()) return _tally_st; \
   } while (0)

@@ -1,0 +1,43 @@
+#include "bench_util.h"
+
+#include <cstdio>
+
+namespace tally::bench {
+
+BenchResult MakeResult(std::string name, uint64_t ops, uint64_t bytes_per_op, double seconds,
+                       LatencyRecorder& latencies) {
+  BenchResult r;
+  r.name = std::move(name);
+  r.ops_per_sec = seconds > 0 ? static_cast<double>(ops) / seconds : 0;
+  r.mb_per_sec = r.ops_per_sec * static_cast<double>(bytes_per_op) / 1e6;
+  r.p50_us = latencies.Quantile(0.50);
+  r.p99_us = latencies.Quantile(0.99);
+  return r;
+}
+
+void PrintResults(const std::vector<BenchResult>& results, bool json) {
+  if (json) {
+    std::printf("[\n");
+    for (size_t i = 0; i < results.size(); ++i) {
+      const auto& r = results[i];
+      std::printf(
+          "  {\"name\": \"%s\", \"ops_per_sec\": %.0f, \"mb_per_sec\": %.2f, \"p50_us\": %.1f, "
+          "\"p99_us\": %.1f",
+          r.name.c_str(), r.ops_per_sec, r.mb_per_sec, r.p50_us, r.p99_us);
+      for (const auto& [k, v] : r.extra) std::printf(", \"%s\": %.4g", k.c_str(), v);
+      std::printf("}%s\n", i + 1 < results.size() ? "," : "");
+    }
+    std::printf("]\n");
+    return;
+  }
+  std::printf("%-22s %14s %10s %10s %10s  %s\n", "name", "ops/s", "MB/s", "p50_us", "p99_us",
+              "notes");
+  for (const auto& r : results) {
+    std::printf("%-22s %14.0f %10.2f %10.1f %10.1f ", r.name.c_str(), r.ops_per_sec, r.mb_per_sec,
+                r.p50_us, r.p99_us);
+    for (const auto& [k, v] : r.extra) std::printf(" %s=%.4g", k.c_str(), v);
+    std::printf("\n");
+  }
+}
+
+}  // namespace tally::bench

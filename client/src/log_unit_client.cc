@@ -1,0 +1,109 @@
+#include "tally/client/log_unit_client.h"
+
+#include <future>
+
+#include "tally/base/address_map.h"
+#include "tally/net/frame.h"
+#include "tally/net/typed.h"
+
+namespace tally::client {
+
+LogUnitClient::LogUnitClient(std::shared_ptr<net::Channel> channel, Epoch epoch,
+                             std::chrono::milliseconds timeout)
+    : channel_(std::move(channel)), epoch_(epoch), timeout_(timeout) {}
+
+template <typename Resp, typename Req>
+Result<Resp> LogUnitClient::Call(const char* method, const Req& req) {
+  std::promise<Result<Resp>> promise;
+  auto future = promise.get_future();
+  net::CallOptions options;
+  options.timeout = timeout_;
+  net::CallTyped<Resp>(*channel_, method, req, options,
+                       [&promise](Result<Resp> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+Status LogUnitClient::Write(proto::LogEntry entry) {
+  proto::WriteRequest req;
+  req.set_epoch(epoch_.value());
+  *req.mutable_entry() = std::move(entry);
+  return Call<proto::WriteResponse>("log.write", req).status();
+}
+
+Result<std::vector<Status>> LogUnitClient::WriteBatch(const std::vector<proto::LogEntry>& entries) {
+  proto::WriteBatchRequest req;
+  req.set_epoch(epoch_.value());
+  for (const auto& e : entries) *req.add_entries() = e;
+  auto r = Call<proto::WriteBatchResponse>("log.write_batch", req);
+  if (!r.ok()) return r.status();
+  if (r->results_size() != static_cast<int>(entries.size())) {
+    return Malformed("log.write_batch answered " + std::to_string(r->results_size()) +
+                     " results for " + std::to_string(entries.size()) + " entries");
+  }
+  std::vector<Status> out;
+  out.reserve(entries.size());
+  for (const auto& e : r->results()) out.push_back(net::FromProto(e));
+  return out;
+}
+
+Result<proto::LogEntry> LogUnitClient::Read(Address address) {
+  proto::ReadRequest req;
+  req.set_epoch(epoch_.value());
+  req.set_address(address.value());
+  auto r = Call<proto::ReadResponse>("log.read", req);
+  if (!r.ok()) return r.status();
+  return std::move(*r->mutable_entry());
+}
+
+Result<proto::ReadRangeResponse> LogUnitClient::ReadRange(Address from, Address to,
+                                                          uint32_t max_entries) {
+  proto::ReadRangeRequest req;
+  req.set_epoch(epoch_.value());
+  req.set_from(from.value());
+  req.set_to(to.value());
+  req.set_max_entries(max_entries);
+  return Call<proto::ReadRangeResponse>("log.read_range", req);
+}
+
+Status LogUnitClient::FillHole(Address address) {
+  proto::FillHoleRequest req;
+  req.set_epoch(epoch_.value());
+  req.set_address(address.value());
+  return Call<proto::FillHoleResponse>("log.fill_hole", req).status();
+}
+
+Result<proto::SealResponse> LogUnitClient::Seal(Epoch epoch) {
+  proto::SealRequest req;
+  req.set_epoch(epoch.value());
+  return Call<proto::SealResponse>("log.seal", req);
+}
+
+Result<proto::TailResponse> LogUnitClient::Tail() {
+  proto::TailRequest req;
+  req.set_epoch(epoch_.value());
+  return Call<proto::TailResponse>("log.tail", req);
+}
+
+Result<uint64_t> LogUnitClient::Trim(Address address) {
+  proto::TrimRequest req;
+  req.set_epoch(epoch_.value());
+  req.set_address(address.value());
+  auto r = Call<proto::TrimResponse>("log.trim", req);
+  if (!r.ok()) return r.status();
+  return r->trim_mark();
+}
+
+Result<std::vector<Address>> LogUnitClient::StreamAddresses(const StreamId& stream, Address from,
+                                                            Address to) {
+  proto::StreamAddressesRequest req;
+  req.set_epoch(epoch_.value());
+  req.mutable_stream()->set_hi(stream.hi);
+  req.mutable_stream()->set_lo(stream.lo);
+  req.set_from(from.value());
+  req.set_to(to.value());
+  auto r = Call<proto::StreamAddressesResponse>("log.stream_addresses", req);
+  if (!r.ok()) return r.status();
+  return DecodeAddresses(r->roaring64());
+}
+
+}  // namespace tally::client

@@ -1,0 +1,114 @@
+#pragma once
+
+// The durable, write-once address space of one log unit.
+//
+// Records are appended to segment files (docs/log-format.md) by one writer
+// thread that batches every pending append into one io_uring chain of writes
+// linked to fdatasync (group commit); an append is acknowledged only after
+// that sync. Reads are served by address from an in-memory index. Metadata
+// (sealed epoch, trim mark, per-segment address and stream indexes of closed
+// segments) lives in RocksDB, so start-up reads the index of closed segments
+// from RocksDB and scans only the segment that was open.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tally/base/env.h"
+#include "tally/base/ids.h"
+#include "tally/base/result.h"
+#include "tally/log/record.h"
+
+namespace rocksdb {
+class Env;
+}
+
+namespace tally::log {
+
+struct SegmentStoreOptions {
+  std::string dir;                            // segment files and metadata/ live here
+  uint64_t segment_bytes = 64ull << 20;       // roll to a new segment past this size
+  uint32_t max_record_bytes = 16u << 20;      // larger payloads are refused (TooLarge)
+  uint64_t max_batch_bytes = 8ull << 20;      // bytes per group commit at most
+  uint64_t max_pending_bytes = 256ull << 20;  // queued but unsynced; beyond: Overloaded
+  // Env for segment files. Not owned. Defaults to DefaultEnv().
+  Env env{};
+  // RocksDB env for the metadata store (e.g. an in-memory one in tests).
+  // Not owned; nullptr means rocksdb::Env::Default().
+  rocksdb::Env* metadata_env = nullptr;
+};
+
+// What recovery found on open (for logs and tests).
+struct RecoveryReport {
+  uint64_t segments = 0;
+  uint64_t records = 0;
+  uint64_t scanned_records = 0;     // records read from segment files at start-up
+  uint64_t torn_bytes_dropped = 0;  // torn tail truncated away
+  uint64_t corrupt_records = 0;     // failed checksum; never served
+};
+
+struct StoreStats {
+  uint64_t entries = 0;
+  uint64_t local_tail = 0;  // highest address + 1, or 0
+  uint64_t trim_mark = 0;
+  uint64_t segments = 0;
+  uint64_t bytes = 0;
+};
+
+using AppendCallback = std::function<void(std::vector<Status> per_record)>;
+
+class SegmentStore {
+ public:
+  // Opens (creating if needed) the store in options.dir and recovers it:
+  // loads closed-segment indexes from RocksDB, scans the open segment,
+  // truncates a torn tail, and marks records whose checksum fails as
+  // corrupt. Errors: IoError, Corruption (metadata unreadable).
+  static Result<std::unique_ptr<SegmentStore>> Open(SegmentStoreOptions options,
+                                                    RecoveryReport* report = nullptr);
+
+  // Waits for pending appends to sync, then closes.
+  virtual ~SegmentStore() = default;
+
+  // Appends records asynchronously. `done` runs once, on the writer thread,
+  // after the batch is durable, with one status per record: OK, or
+  // AlreadyWritten (the address holds a record or a pending one), Trimmed
+  // (below the trim mark), TooLarge, Overloaded, or IoError (the sync failed:
+  // the record is not acknowledged and the store refuses further writes).
+  // Write-once is decided at submission: of two appends of one address, the
+  // first submitted wins. Thread-safe.
+  virtual void Append(std::vector<Record> records, AppendCallback done) = 0;
+
+  // Synchronous convenience over Append.
+  Status AppendSync(Record record);
+
+  // Reads a durable record. Errors: Unwritten (never written, or not yet
+  // durable), Trimmed, Corruption (checksum failed; never served), IoError.
+  // Thread-safe.
+  virtual Result<Record> Read(Address address) = 0;
+
+  // Addresses in [from, to) that hold durable records, ascending, at most `limit`.
+  virtual std::vector<Address> ListAddresses(Address from, Address to, size_t limit) = 0;
+
+  // Durable addresses of `stream` in [from, to), ascending.
+  virtual std::vector<Address> StreamAddresses(const StreamId& stream, Address from,
+                                               Address to) = 0;
+
+  // Durably records the sealed epoch (RocksDB, synced). Epochs never go
+  // down: sealing at or below the current one returns the current one.
+  virtual Result<Epoch> SetSealedEpoch(Epoch epoch) = 0;
+  virtual Epoch sealed_epoch() const = 0;
+
+  // Waits until every append submitted before this call has completed.
+  virtual void Flush() = 0;
+
+  // Prefix trim: addresses below `mark` answer Trimmed from now on; segment
+  // files whose records are all below it are deleted. The mark is durable
+  // before this returns. A mark at or below the current one is a no-op.
+  virtual Status Trim(Address mark) = 0;
+
+  virtual StoreStats Stats() = 0;
+};
+
+}  // namespace tally::log

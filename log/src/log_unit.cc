@@ -1,0 +1,152 @@
+#include "tally/log/log_unit.h"
+
+#include <spdlog/spdlog.h>
+
+#include <mutex>
+
+#include "entry_codec.h"
+#include "log_unit_impl.h"
+#include "tally/net/frame.h"
+
+namespace tally::log {
+
+void LogUnit::Impl::WriteBatch(proto::WriteBatchRequest req,
+                               TypedResponder<proto::WriteBatchResponse> out) {
+  const size_t n = req.entries_size();
+  std::vector<Record> records;
+  records.reserve(n);
+  // Entries refused before storage keep their error; the rest go to the store.
+  std::vector<Status> early(n);
+  std::vector<uint32_t> submitted;  // index into req.entries of each record
+  submitted.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    auto* e = req.mutable_entries(i);
+    Status st = ValidateDataEntry(*e);
+    if (!st.ok()) {
+      early[i] = std::move(st);
+      continue;
+    }
+    e->set_epoch(req.epoch());
+    records.push_back(RecordFromEntry(*e));
+    submitted.push_back(static_cast<uint32_t>(i));
+  }
+  std::shared_lock lock(seal_mu);
+  Status epoch_st = CheckEpoch(req.epoch());
+  if (!epoch_st.ok()) {
+    out.Fail(std::move(epoch_st));
+    return;
+  }
+  store->Append(std::move(records),
+                [out = std::move(out), early = std::move(early),
+                 submitted = std::move(submitted)](std::vector<Status> results) mutable {
+                  proto::WriteBatchResponse resp;
+                  for (auto& st : early) *resp.add_results() = net::ToProto(st);
+                  for (size_t k = 0; k < results.size(); ++k) {
+                    *resp.mutable_results(submitted[k]) = net::ToProto(results[k]);
+                  }
+                  out.Ok(resp);
+                });
+}
+
+void LogUnit::Impl::Write(proto::WriteRequest req, TypedResponder<proto::WriteResponse> out) {
+  Status st = ValidateDataEntry(req.entry());
+  if (!st.ok()) {
+    out.Fail(std::move(st));
+    return;
+  }
+  req.mutable_entry()->set_epoch(req.epoch());
+  std::vector<Record> records;
+  records.push_back(RecordFromEntry(req.entry()));
+  std::shared_lock lock(seal_mu);
+  Status epoch_st = CheckEpoch(req.epoch());
+  if (!epoch_st.ok()) {
+    out.Fail(std::move(epoch_st));
+    return;
+  }
+  store->Append(std::move(records), [out = std::move(out)](std::vector<Status> r) mutable {
+    if (!r[0].ok()) {
+      out.Fail(std::move(r[0]));
+    } else {
+      out.Ok(proto::WriteResponse());
+    }
+  });
+}
+
+void LogUnit::Impl::FillHole(proto::FillHoleRequest req,
+                             TypedResponder<proto::FillHoleResponse> out) {
+  std::vector<Record> records(1);
+  records[0].address = Address(req.address());
+  records[0].epoch = Epoch(req.epoch());
+  records[0].type = RecordType::kHole;
+  std::shared_lock lock(seal_mu);
+  Status epoch_st = CheckEpoch(req.epoch());
+  if (!epoch_st.ok()) {
+    out.Fail(std::move(epoch_st));
+    return;
+  }
+  store->Append(std::move(records), [out = std::move(out)](std::vector<Status> r) mutable {
+    if (!r[0].ok()) {
+      out.Fail(std::move(r[0]));
+    } else {
+      out.Ok(proto::FillHoleResponse());
+    }
+  });
+}
+
+void LogUnit::Impl::Seal(proto::SealRequest req, TypedResponder<proto::SealResponse> out) {
+  OffloadIo([this, req = std::move(req), out = std::move(out)]() mutable {
+    Epoch now;
+    {
+      std::unique_lock lock(seal_mu);
+      auto r = store->SetSealedEpoch(Epoch(req.epoch()));
+      if (!r.ok()) {
+        out.Fail(r.status().WithContext("seal at epoch " + std::to_string(req.epoch())));
+        return;
+      }
+      now = *r;
+      sealed_epoch.store(now.value(), std::memory_order_release);
+    }
+    // Every write admitted before the seal is durable before we answer.
+    store->Flush();
+    proto::SealResponse resp;
+    resp.set_sealed_epoch(now.value());
+    resp.set_local_tail(store->Stats().local_tail);
+    spdlog::info("log unit sealed at epoch {} (local tail {})", now.value(), resp.local_tail());
+    out.Ok(resp);
+  });
+}
+
+Result<std::unique_ptr<LogUnit>> LogUnit::Open(LogUnitOptions options, RecoveryReport* report) {
+  TALLY_ASSIGN_OR_RETURN(auto store, SegmentStore::Open(options.store, report));
+  SegmentStore* raw = store.get();
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(store));
+  return std::unique_ptr<LogUnit>(new LogUnit(std::move(impl), raw));
+}
+
+LogUnit::LogUnit(std::unique_ptr<Impl> impl, SegmentStore* store)
+    : impl_(std::move(impl)), store_(store) {}
+
+LogUnit::~LogUnit() {
+  impl_->pool.join();
+  impl_->store->Flush();
+}
+
+void LogUnit::Flush() { impl_->store->Flush(); }
+
+void LogUnit::Register(net::ServiceRegistry& registry) {
+  Impl* im = impl_.get();
+  net::RegisterTyped<proto::WriteRequest, proto::WriteResponse>(
+      registry, "log.write",
+      [im](auto req, auto out) { im->Write(std::move(req), std::move(out)); });
+  net::RegisterTyped<proto::WriteBatchRequest, proto::WriteBatchResponse>(
+      registry, "log.write_batch",
+      [im](auto req, auto out) { im->WriteBatch(std::move(req), std::move(out)); });
+  net::RegisterTyped<proto::FillHoleRequest, proto::FillHoleResponse>(
+      registry, "log.fill_hole",
+      [im](auto req, auto out) { im->FillHole(std::move(req), std::move(out)); });
+  net::RegisterTyped<proto::SealRequest, proto::SealResponse>(
+      registry, "log.seal", [im](auto req, auto out) { im->Seal(std::move(req), std::move(out)); });
+  RegisterReadHandlers(registry, im);
+}
+
+}  // namespace tally::log

@@ -1,0 +1,62 @@
+#pragma once
+
+// Private: the state behind LogUnit, shared by its write and read handlers.
+
+#include <atomic>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <shared_mutex>
+
+#include "tally/log/log_unit.h"
+#include "tally/net/typed.h"
+#include "tally/proto/logunit.pb.h"
+
+namespace tally::log {
+
+namespace asio = boost::asio;
+using net::TypedResponder;
+
+struct LogUnit::Impl {
+  LogUnitOptions options;
+  std::unique_ptr<SegmentStore> store;
+  asio::thread_pool pool;
+  // Writers hold it shared from the epoch check until their records are
+  // submitted; a seal holds it exclusively while it raises the epoch. So no
+  // write of an older epoch is admitted after a seal, and the seal's Flush
+  // covers every write admitted before it.
+  std::shared_mutex seal_mu;
+  std::atomic<uint64_t> sealed_epoch{0};
+
+  Impl(LogUnitOptions o, std::unique_ptr<SegmentStore> s)
+      : options(std::move(o)), store(std::move(s)), pool(options.io_threads) {
+    sealed_epoch = store->sealed_epoch().value();
+  }
+
+  Status CheckEpoch(uint64_t epoch) const {
+    uint64_t sealed = sealed_epoch.load(std::memory_order_acquire);
+    if (epoch < sealed) {
+      return WrongEpoch("request epoch " + std::to_string(epoch) +
+                        " is older than this log unit's sealed epoch " + std::to_string(sealed) +
+                        "; refresh the layout and retry")
+          .WithCurrentEpoch(sealed);
+    }
+    return Status::OK();
+  }
+
+  // Runs `fn` on the I/O pool: reads, seals and trims block on disk or RocksDB.
+  template <typename Fn>
+  void OffloadIo(Fn fn) {
+    asio::post(pool, std::move(fn));
+  }
+
+  void WriteBatch(proto::WriteBatchRequest req, TypedResponder<proto::WriteBatchResponse> out);
+  void Write(proto::WriteRequest req, TypedResponder<proto::WriteResponse> out);
+  void FillHole(proto::FillHoleRequest req, TypedResponder<proto::FillHoleResponse> out);
+  void Seal(proto::SealRequest req, TypedResponder<proto::SealResponse> out);
+};
+
+// Registers log.read, log.read_range, log.tail, log.trim and
+// log.stream_addresses (log_unit_reads.cc).
+void RegisterReadHandlers(net::ServiceRegistry& registry, LogUnit::Impl* impl);
+
+}  // namespace tally::log

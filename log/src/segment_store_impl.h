@@ -1,0 +1,159 @@
+#pragma once
+
+// Private: the SegmentStore implementation. Responsibilities are split by
+// file: segment_store.cc (open, submission, reads, seal, trim),
+// segment_writer.cc (the writer thread: group commit, rolling, publishing)
+// and segment_recovery.cc (loading indexes and scanning segments at open).
+//
+// Locking: mu_ guards the address index, the segment table, the queue and
+// the trim mark; bitmap_mu_ guards the address and stream bitmaps; the open
+// segment's own index (open_index_) and the serialization buffer belong to
+// the writer thread. Lock order: trim_mu_ -> mu_ -> bitmap_mu_.
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <roaring/roaring64map.hh>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "address_index.h"
+#include "metadata_store.h"
+#include "tally/log/segment_store.h"
+
+namespace tally::log {
+
+// One segment file.
+struct Segment {
+  uint32_t id = 0;
+  std::string path;
+  std::unique_ptr<File> file;
+  uint64_t size = 0;  // bytes durable in the file
+  uint64_t min_address = IndexEntry::kEmpty;
+  uint64_t max_address = 0;  // valid when min_address != kEmpty
+  bool closed = false;       // closed segments are never written again
+
+  void Cover(uint64_t address) {
+    if (min_address == IndexEntry::kEmpty || address < min_address) min_address = address;
+    if (address > max_address) max_address = address;
+  }
+};
+
+// The per-segment index of the open segment, persisted when it closes.
+struct OpenSegmentIndex {
+  std::vector<IndexEntry> entries;
+  std::unordered_map<StreamId, Roaring64Map> streams;
+};
+
+// What publishing needs of one written record, gathered while the record
+// is in cache during serialization (the group's Records are cold by then).
+struct WrittenRecord {
+  uint64_t address;
+  uint32_t length;
+  uint32_t nstreams;
+  const StreamId* streams;
+};
+
+// One Append call between submission and completion.
+struct PendingAppend {
+  std::vector<Record> records;
+  std::vector<Status> statuses;  // OK for records accepted for writing
+  AppendCallback done;
+  uint64_t bytes = 0;  // encoded bytes of the accepted records
+  uint64_t seq = 0;
+};
+
+std::string SegmentFileName(uint32_t id);
+
+class SegmentStoreImpl final : public SegmentStore {
+ public:
+  SegmentStoreImpl(SegmentStoreOptions options, std::unique_ptr<MetadataStore> meta);
+  ~SegmentStoreImpl() override;
+
+  // segment_recovery.cc. Called once by Open before the writer starts.
+  Status Recover(RecoveryReport* report);
+  void StartWriter();
+
+  void Append(std::vector<Record> records, AppendCallback done) override;
+  Result<Record> Read(Address address) override;
+  std::vector<Address> ListAddresses(Address from, Address to, size_t limit) override;
+  std::vector<Address> StreamAddresses(const StreamId& stream, Address from, Address to) override;
+  Result<Epoch> SetSealedEpoch(Epoch epoch) override;
+  Epoch sealed_epoch() const override { return Epoch(sealed_epoch_.load()); }
+  void Flush() override;
+  Status Trim(Address mark) override;
+  StoreStats Stats() override;
+
+ private:
+  // segment_store.cc
+  Status CheckRecord(const Record& r) const;  // size and shape, no lock needed
+  // Deletes closed segments whose records all lie below `mark`, their
+  // stored indexes, and bitmap bits below it. Caller holds trim_mu_ (or is
+  // Recover).
+  Status DropBelow(uint64_t mark);
+
+  // segment_writer.cc
+  void WriterLoop();
+  bool TakeGroup();
+  Status WriteGroup(uint64_t* base_offset, uint64_t* total);
+  void PublishGroup(uint64_t base_offset, uint64_t total);
+  void FailGroup(const Status& error);
+  void CompleteGroup();
+  Status RollSegment();
+  void ReserveOpenIndex();
+  Status PersistSegmentIndex(uint32_t id, uint64_t file_size, OpenSegmentIndex index);
+
+  // segment_recovery.cc
+  Status LoadSegment(std::shared_ptr<Segment> seg, bool is_last, RecoveryReport* report,
+                     bool* scanned);
+  Status ScanSegment(Segment* seg, RecoveryReport* report, OpenSegmentIndex* out);
+  void AddRecovered(Segment* seg, const IndexEntry& e);
+  Status CreateSegment(uint32_t id, std::shared_ptr<Segment>* out);
+
+  const SegmentStoreOptions options_;
+  FileSystem* const fs_;
+  std::unique_ptr<MetadataStore> meta_;
+
+  std::mutex mu_;
+  std::condition_variable queue_cv_;
+  AddressIndex index_;                                     // GUARDED_BY(mu_)
+  std::map<uint32_t, std::shared_ptr<Segment>> segments_;  // GUARDED_BY(mu_)
+  std::deque<PendingAppend> queue_;                        // GUARDED_BY(mu_)
+  uint64_t pending_bytes_ = 0;                             // GUARDED_BY(mu_)
+  uint64_t submitted_seq_ = 0;                             // GUARDED_BY(mu_)
+  uint64_t durable_entries_ = 0;                           // GUARDED_BY(mu_)
+  uint64_t trim_mark_ = 0;                                 // GUARDED_BY(mu_)
+  Status broken_;                                          // GUARDED_BY(mu_)
+  bool stopping_ = false;                                  // GUARDED_BY(mu_)
+
+  std::mutex bitmap_mu_;
+  Roaring64Map written_;  // GUARDED_BY(bitmap_mu_)
+  uint64_t tail_ = 0;     // highest address ever held + 1      // GUARDED_BY(bitmap_mu_)
+  std::unordered_map<StreamId, Roaring64Map> streams_;  // GUARDED_BY(bitmap_mu_)
+
+  std::mutex flush_mu_;
+  std::condition_variable flush_cv_;
+  std::atomic<uint64_t> completed_seq_{0};
+
+  std::mutex trim_mu_;  // serializes Trim
+  std::mutex seal_mu_;  // serializes SetSealedEpoch
+  std::atomic<uint64_t> sealed_epoch_{0};
+
+  // Writer thread only.
+  std::shared_ptr<Segment> open_;
+  OpenSegmentIndex open_index_;
+  std::vector<PendingAppend> group_;
+  std::vector<WrittenRecord> written_records_;  // the group's accepted records, in file order
+  std::unique_ptr<char[]> buffer_;              // serialized group, reused
+  size_t buffer_capacity_ = 0;
+  std::vector<ConstBuffer> bufs_;  // the group as written: runs of buffer_ and large payloads
+  Status group_error_;             // broken_ as seen when the group was taken
+  std::thread writer_;
+};
+
+}  // namespace tally::log

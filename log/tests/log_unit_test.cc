@@ -1,0 +1,307 @@
+// The log unit's RPC handlers, driven through the ServiceRegistry without
+// sockets: write-once, epochs and seal, holes, ranges, trim, streams, and
+// malformed requests.
+
+#include "tally/log/log_unit.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <thread>
+
+#include "tally/net/frame.h"
+#include "tally/proto/logunit.pb.h"
+
+namespace tally::log {
+namespace {
+
+class LogUnitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/tally-logunit-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    Reopen();
+  }
+  void TearDown() override {
+    unit_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Reopen() {
+    unit_.reset();
+    registry_ = net::ServiceRegistry();
+    LogUnitOptions o;
+    o.store.dir = dir_ + "/log";
+    auto u = LogUnit::Open(o);
+    ASSERT_TRUE(u.ok()) << u.status().ToString();
+    unit_ = std::move(*u);
+    unit_->Register(registry_);
+  }
+
+  // Calls `method` with raw bytes; returns the status and response bytes.
+  // `on_respond` runs inside the responder, i.e. at the moment the unit answers.
+  std::pair<Status, std::string> CallRaw(const std::string& method, std::string payload,
+                                         std::function<void(const Status&)> on_respond = {}) {
+    const net::Handler* h = registry_.Find(method);
+    EXPECT_NE(h, nullptr) << method;
+    std::promise<std::pair<Status, std::string>> p;
+    auto f = p.get_future();
+    (*h)(std::move(payload), [&p, &on_respond](Status st, std::string out) {
+      if (on_respond) on_respond(st);
+      p.set_value({std::move(st), std::move(out)});
+    });
+    return f.get();
+  }
+
+  template <typename Resp, typename Req>
+  Result<Resp> Call(const std::string& method, const Req& req) {
+    auto [st, bytes] = CallRaw(method, req.SerializeAsString());
+    if (!st.ok()) return st;
+    Resp resp;
+    EXPECT_TRUE(resp.ParseFromString(bytes));
+    return resp;
+  }
+
+  static proto::LogEntry Entry(uint64_t address, const std::string& data,
+                               const std::string& stream = "") {
+    proto::LogEntry e;
+    e.set_address(address);
+    e.set_type(proto::DATA);
+    e.set_payload(data);
+    if (!stream.empty()) {
+      StreamId id = StreamId::FromName(stream);
+      e.add_streams()->set_hi(id.hi);
+      e.mutable_streams(0)->set_lo(id.lo);
+    }
+    return e;
+  }
+
+  Status Write(uint64_t epoch, proto::LogEntry e) {
+    proto::WriteRequest req;
+    req.set_epoch(epoch);
+    *req.mutable_entry() = std::move(e);
+    return Call<proto::WriteResponse>("log.write", req).status();
+  }
+
+  Result<proto::LogEntry> Read(uint64_t epoch, uint64_t address) {
+    proto::ReadRequest req;
+    req.set_epoch(epoch);
+    req.set_address(address);
+    auto r = Call<proto::ReadResponse>("log.read", req);
+    if (!r.ok()) return r.status();
+    return r->entry();
+  }
+
+  Result<proto::SealResponse> Seal(uint64_t epoch) {
+    proto::SealRequest req;
+    req.set_epoch(epoch);
+    return Call<proto::SealResponse>("log.seal", req);
+  }
+
+  std::string dir_;
+  net::ServiceRegistry registry_;
+  std::unique_ptr<LogUnit> unit_;
+};
+
+TEST_F(LogUnitTest, WriteThenReadReturnsTheEntry) {
+  ASSERT_TRUE(Write(0, Entry(7, "hello", "switches")).ok());
+  auto r = Read(0, 7);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->payload(), "hello");
+  EXPECT_EQ(r->address(), 7u);
+  EXPECT_EQ(r->type(), proto::DATA);
+  ASSERT_EQ(r->streams_size(), 1);
+  EXPECT_EQ(r->streams(0).hi(), StreamId::FromName("switches").hi);
+}
+
+TEST_F(LogUnitTest, SecondWriteOfAnAddressFailsNamingIt) {
+  ASSERT_TRUE(Write(0, Entry(4812, "first")).ok());
+  Status st = Write(0, Entry(4812, "second"));
+  EXPECT_EQ(st.code(), Code::kAlreadyWritten);
+  EXPECT_NE(st.message().find("4812"), std::string::npos) << st.message();
+  EXPECT_EQ(Read(0, 4812)->payload(), "first");
+}
+
+TEST_F(LogUnitTest, UnwrittenAddressSaysSo) {
+  EXPECT_EQ(Read(0, 99).status().code(), Code::kUnwritten);
+}
+
+TEST_F(LogUnitTest, HoleIsReadAsHoleAndBlocksLaterWrite) {
+  proto::FillHoleRequest req;
+  req.set_address(3);
+  ASSERT_TRUE(Call<proto::FillHoleResponse>("log.fill_hole", req).ok());
+  auto r = Read(0, 3);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->type(), proto::HOLE);
+  EXPECT_EQ(Write(0, Entry(3, "late")).code(), Code::kAlreadyWritten);
+  // Filling a written address is refused too: the reader must re-read it.
+  ASSERT_TRUE(Write(0, Entry(4, "data")).ok());
+  req.set_address(4);
+  EXPECT_EQ(Call<proto::FillHoleResponse>("log.fill_hole", req).status().code(),
+            Code::kAlreadyWritten);
+}
+
+TEST_F(LogUnitTest, SealFencesOlderEpochsWithTheCurrentOne) {
+  ASSERT_TRUE(Write(0, Entry(1, "before")).ok());
+  auto s = Seal(3);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->sealed_epoch(), 3u);
+  EXPECT_EQ(s->local_tail(), 2u);
+  Status st = Write(2, Entry(2, "stale"));
+  EXPECT_EQ(st.code(), Code::kWrongEpoch);
+  ASSERT_TRUE(st.current_epoch().has_value());
+  EXPECT_EQ(*st.current_epoch(), 3u);
+  EXPECT_EQ(Read(2, 1).status().code(), Code::kWrongEpoch);
+  EXPECT_TRUE(Write(3, Entry(2, "current")).ok());
+  // Epochs never go down, and the seal survives a restart.
+  EXPECT_EQ(Seal(1)->sealed_epoch(), 3u);
+  Reopen();
+  EXPECT_EQ(Write(2, Entry(5, "stale after restart")).code(), Code::kWrongEpoch);
+  EXPECT_EQ(Read(3, 2)->payload(), "current");
+}
+
+TEST_F(LogUnitTest, WriteBatchReportsEachEntry) {
+  ASSERT_TRUE(Write(0, Entry(11, "taken")).ok());
+  proto::WriteBatchRequest req;
+  *req.add_entries() = Entry(10, "a");
+  *req.add_entries() = Entry(11, "b");
+  proto::LogEntry bad = Entry(12, "c");
+  bad.set_type(proto::HOLE);
+  *req.add_entries() = bad;
+  *req.add_entries() = Entry(13, "d");
+  auto r = Call<proto::WriteBatchResponse>("log.write_batch", req);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->results_size(), 4);
+  EXPECT_EQ(r->results(0).code(), proto::OK);
+  EXPECT_EQ(r->results(1).code(), proto::ALREADY_WRITTEN);
+  EXPECT_EQ(r->results(2).code(), proto::INVALID_ARGUMENT);
+  EXPECT_EQ(r->results(3).code(), proto::OK);
+  EXPECT_EQ(Read(0, 13)->payload(), "d");
+  EXPECT_EQ(Read(0, 12).status().code(), Code::kUnwritten);
+}
+
+TEST_F(LogUnitTest, ReadRangeTailTrimAndStreams) {
+  for (uint64_t a = 0; a < 20; ++a) {
+    ASSERT_TRUE(Write(0, Entry(a, "v" + std::to_string(a), a % 2 ? "odd" : "even")).ok());
+  }
+  proto::ReadRangeRequest rr;
+  rr.set_from(5);
+  rr.set_to(9);
+  auto range = Call<proto::ReadRangeResponse>("log.read_range", rr);
+  ASSERT_TRUE(range.ok());
+  ASSERT_EQ(range->entries_size(), 4);
+  EXPECT_EQ(range->entries(0).payload(), "v5");
+  EXPECT_EQ(range->entries(3).payload(), "v8");
+  EXPECT_EQ(range->next(), 9u);
+
+  proto::StreamAddressesRequest sr;
+  StreamId odd = StreamId::FromName("odd");
+  sr.mutable_stream()->set_hi(odd.hi);
+  sr.mutable_stream()->set_lo(odd.lo);
+  sr.set_from(0);
+  auto streams = Call<proto::StreamAddressesResponse>("log.stream_addresses", sr);
+  ASSERT_TRUE(streams.ok());
+  EXPECT_FALSE(streams->roaring64().empty());
+
+  proto::TrimRequest tr;
+  tr.set_address(10);
+  auto trim = Call<proto::TrimResponse>("log.trim", tr);
+  ASSERT_TRUE(trim.ok()) << trim.status().ToString();
+  EXPECT_EQ(trim->trim_mark(), 10u);
+  EXPECT_EQ(Read(0, 9).status().code(), Code::kTrimmed);
+  EXPECT_EQ(Read(0, 10)->payload(), "v10");
+  EXPECT_EQ(Write(0, Entry(3, "below the mark")).code(), Code::kTrimmed);
+
+  auto tail = Call<proto::TailResponse>("log.tail", proto::TailRequest());
+  ASSERT_TRUE(tail.ok());
+  EXPECT_EQ(tail->local_tail(), 20u);
+  EXPECT_EQ(tail->trim_mark(), 10u);
+}
+
+TEST_F(LogUnitTest, MalformedRequestIsRefusedAndChangesNothing) {
+  auto [st, bytes] = CallRaw("log.write", std::string("\xff\xff\xff\xff\x0f garbage", 14));
+  EXPECT_EQ(st.code(), Code::kMalformed);
+  auto tail = Call<proto::TailResponse>("log.tail", proto::TailRequest());
+  EXPECT_EQ(tail->entries(), 0u);
+}
+
+TEST_F(LogUnitTest, ConcurrentWritersGetExactlyOneWinnerPerAddress) {
+  constexpr int kThreads = 8;
+  constexpr uint64_t kAddresses = 300;
+  std::atomic<int> wins[kAddresses] = {};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (uint64_t a = 0; a < kAddresses; ++a) {
+        Status st = Write(0, Entry(a, "writer " + std::to_string(t)));
+        if (st.ok()) {
+          wins[a]++;
+        } else {
+          EXPECT_EQ(st.code(), Code::kAlreadyWritten) << st.ToString();
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (uint64_t a = 0; a < kAddresses; ++a) {
+    EXPECT_EQ(wins[a].load(), 1) << "address " << a;
+    auto r = Read(0, a);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->payload().rfind("writer ", 0), 0u);
+  }
+}
+
+// Writes racing a seal: every write acknowledged at the old epoch is
+// answered before the seal answers, and reads back below the seal's tail;
+// no old-epoch write is answered OK after the seal.
+TEST_F(LogUnitTest, SealOrdersRacingWrites) {
+  std::atomic<bool> seal_answered{false};
+  std::atomic<int> late_acks{0};
+  std::atomic<uint64_t> next{0};
+  std::vector<uint64_t> acked[4];
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 4; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < 400; ++i) {
+        uint64_t a = next.fetch_add(1);
+        proto::WriteRequest req;
+        req.set_epoch(0);
+        *req.mutable_entry() = Entry(a, "x");
+        auto [st, bytes] = CallRaw("log.write", req.SerializeAsString(), [&](const Status& s) {
+          if (s.ok() && seal_answered.load()) late_acks++;
+        });
+        if (st.ok()) {
+          acked[t].push_back(a);
+        } else {
+          EXPECT_EQ(st.code(), Code::kWrongEpoch);
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  proto::SealRequest seal;
+  seal.set_epoch(1);
+  auto [st, bytes] =
+      CallRaw("log.seal", seal.SerializeAsString(), [&](const Status&) { seal_answered = true; });
+  ASSERT_TRUE(st.ok());
+  proto::SealResponse s;
+  ASSERT_TRUE(s.ParseFromString(bytes));
+  for (auto& w : writers) w.join();
+  EXPECT_EQ(late_acks.load(), 0);
+  size_t total = 0;
+  for (auto& v : acked) {
+    total += v.size();
+    for (uint64_t a : v) {
+      EXPECT_TRUE(Read(1, a).ok()) << a;
+      EXPECT_LT(a, s.local_tail());
+    }
+  }
+  EXPECT_GT(total, 0u);
+}
+
+}  // namespace
+}  // namespace tally::log

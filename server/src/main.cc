@@ -1,0 +1,74 @@
+// tally-server: runs one Tally node.
+
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <fstream>
+#include <iostream>
+
+#include "node.h"
+#include "tally/net/tcp_transport.h"
+
+int main(int argc, char** argv) {
+  tally::server::NodeOptions options;
+  uint64_t node_id = 0;
+  std::string ready_file;
+  std::string log_level = "info";
+  uint64_t segment_mb = 64;
+  CLI::App app{"tally-server: one node of a Tally cluster (log unit)"};
+  app.add_option("--node-id", node_id, "this node's id")->required();
+  app.add_option("--listen", options.listen, "address to serve on, HOST:PORT (port 0: any free)")
+      ->capture_default_str();
+  app.add_option("--data-dir", options.data_dir, "directory for this node's durable state")
+      ->required();
+  app.add_option("--ready-file", ready_file,
+                 "once serving, write the bound HOST:PORT to this file (atomically)");
+  app.add_option("--segment-mb", segment_mb, "segment file size in MiB")->capture_default_str();
+  app.add_option("--net-threads", options.net_threads, "network threads")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  options.id = tally::NodeId(node_id);
+  options.segment_bytes = segment_mb << 20;
+
+  // Logs go to stderr.
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "tally", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [node " + std::to_string(node_id) + "] %v");
+
+  // Block the stop signals in every thread; the main thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  tally::net::TcpOptions topts;
+  topts.io_threads = static_cast<int>(options.net_threads);
+  auto transport = std::make_unique<tally::net::TcpTransport>(topts);
+  auto node = tally::server::Node::Start(options, transport.get());
+  if (!node.ok()) {
+    spdlog::error("cannot start: {}", node.status().ToString());
+    return 1;
+  }
+  std::string endpoint = (*node)->endpoint();
+  spdlog::info("serving log unit on {} (data in {})", endpoint, options.data_dir);
+  if (!ready_file.empty()) {
+    std::string tmp = ready_file + ".tmp";
+    std::ofstream(tmp) << endpoint << "\n";
+    std::rename(tmp.c_str(), ready_file.c_str());
+  }
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("received {}; finishing pending syncs and stopping", strsignal(sig));
+  node->reset();
+  transport.reset();
+  spdlog::info("stopped cleanly");
+  return 0;
+}
