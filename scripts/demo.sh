@@ -22,8 +22,10 @@ fi
 rm -rf "$dir"
 mkdir -p "$dir"
 
-"$bin/tally-server" --node-id 1 --listen 127.0.0.1:0 --data-dir "$dir/node1" \
-  --ready-file "$dir/endpoint" 2>"$dir/node1.log" &
+# Detached from this terminal (its own session, no inherited stdio), so the
+# node outlives the script and pipes from this script close when it ends.
+setsid "$bin/tally-server" --node-id 1 --listen 127.0.0.1:0 --data-dir "$dir/node1" \
+  --ready-file "$dir/endpoint" </dev/null >"$dir/node1.log" 2>&1 &
 echo $! >"$dir/server.pid"
 for _ in $(seq 1 100); do
   [ -s "$dir/endpoint" ] && break
