@@ -48,6 +48,31 @@ void LogUnit::Impl::WriteBatch(proto::WriteBatchRequest req,
                 });
 }
 
+namespace {
+
+// Admits one record under the seal lock and answers `out` with Resp{} once
+// it is durable, or with the epoch or storage error.
+template <typename Resp>
+void AdmitOne(LogUnit::Impl* im, uint64_t epoch, Record record, TypedResponder<Resp> out) {
+  std::vector<Record> records;
+  records.push_back(std::move(record));
+  std::shared_lock lock(im->seal_mu);
+  Status epoch_st = im->CheckEpoch(epoch);
+  if (!epoch_st.ok()) {
+    out.Fail(std::move(epoch_st));
+    return;
+  }
+  im->store->Append(std::move(records), [out = std::move(out)](std::vector<Status> r) mutable {
+    if (!r[0].ok()) {
+      out.Fail(std::move(r[0]));
+    } else {
+      out.Ok(Resp());
+    }
+  });
+}
+
+}  // namespace
+
 void LogUnit::Impl::Write(proto::WriteRequest req, TypedResponder<proto::WriteResponse> out) {
   Status st = ValidateDataEntry(req.entry());
   if (!st.ok()) {
@@ -55,42 +80,16 @@ void LogUnit::Impl::Write(proto::WriteRequest req, TypedResponder<proto::WriteRe
     return;
   }
   req.mutable_entry()->set_epoch(req.epoch());
-  std::vector<Record> records;
-  records.push_back(RecordFromEntry(req.entry()));
-  std::shared_lock lock(seal_mu);
-  Status epoch_st = CheckEpoch(req.epoch());
-  if (!epoch_st.ok()) {
-    out.Fail(std::move(epoch_st));
-    return;
-  }
-  store->Append(std::move(records), [out = std::move(out)](std::vector<Status> r) mutable {
-    if (!r[0].ok()) {
-      out.Fail(std::move(r[0]));
-    } else {
-      out.Ok(proto::WriteResponse());
-    }
-  });
+  AdmitOne(this, req.epoch(), RecordFromEntry(req.entry()), std::move(out));
 }
 
 void LogUnit::Impl::FillHole(proto::FillHoleRequest req,
                              TypedResponder<proto::FillHoleResponse> out) {
-  std::vector<Record> records(1);
-  records[0].address = Address(req.address());
-  records[0].epoch = Epoch(req.epoch());
-  records[0].type = RecordType::kHole;
-  std::shared_lock lock(seal_mu);
-  Status epoch_st = CheckEpoch(req.epoch());
-  if (!epoch_st.ok()) {
-    out.Fail(std::move(epoch_st));
-    return;
-  }
-  store->Append(std::move(records), [out = std::move(out)](std::vector<Status> r) mutable {
-    if (!r[0].ok()) {
-      out.Fail(std::move(r[0]));
-    } else {
-      out.Ok(proto::FillHoleResponse());
-    }
-  });
+  Record hole;
+  hole.address = Address(req.address());
+  hole.epoch = Epoch(req.epoch());
+  hole.type = RecordType::kHole;
+  AdmitOne(this, req.epoch(), std::move(hole), std::move(out));
 }
 
 void LogUnit::Impl::Seal(proto::SealRequest req, TypedResponder<proto::SealResponse> out) {
