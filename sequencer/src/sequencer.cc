@@ -90,7 +90,9 @@ Sequencer::~Sequencer() = default;
 
 Status Sequencer::CheckEpochLocked(Epoch epoch) const {
   if (!state_->bootstrapped) {
-    return FailedPrecondition(
+    // Unavailable (retryable): the sequencer is not serving yet; it will once
+    // its bootstrap (start-up or failover) is done.
+    return Unavailable(
         "sequencer not bootstrapped; run cluster bootstrap or wait for failover");
   }
   if (epoch == state_->epoch) return Status::OK();

@@ -113,7 +113,7 @@ TEST_F(SequencerServiceTest, RoundTrip) {
 
 TEST_F(SequencerServiceTest, ErrorsCarryCodeAndEpoch) {
   auto before = Next(0, 1, {});
-  EXPECT_EQ(before.status().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(before.status().code(), Code::kUnavailable);
 
   seqpb::BootstrapRequest boot;
   boot.set_epoch(2);

@@ -43,11 +43,11 @@ TEST(SequencerFresh, EveryCallButBootstrapNeedsBootstrap) {
   Sequencer s;
   const std::string want = "sequencer not bootstrapped; run cluster bootstrap or wait for failover";
   auto next = s.Next(Epoch(0), 1, {});
-  ASSERT_EQ(next.status().code(), Code::kFailedPrecondition);
+  ASSERT_EQ(next.status().code(), Code::kUnavailable);
   EXPECT_EQ(next.status().message(), want);
-  EXPECT_EQ(s.Tail(Epoch(0), {}).status().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(s.Tail(Epoch(0), {}).status().code(), Code::kUnavailable);
   EXPECT_EQ(s.StreamAddresses(Epoch(0), kA, Address(0), kNoAddress).status().code(),
-            Code::kFailedPrecondition);
+            Code::kUnavailable);
   EXPECT_FALSE(s.Stats().bootstrapped);
 }
 

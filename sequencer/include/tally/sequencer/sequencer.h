@@ -91,8 +91,9 @@ class Sequencer {
   // and records them in the map of every stream in `streams` (every token of
   // the grant belongs to all of them).
   // Errors: InvalidArgument (count not in [1, kMaxTokensPerGrant], too many
-  // or duplicate streams); FailedPrecondition before the first Bootstrap or
-  // when the address space is exhausted; WrongEpoch with the current epoch
+  // or duplicate streams); Unavailable (retryable) before the first
+  // Bootstrap; FailedPrecondition when the address space is exhausted;
+  // WrongEpoch with the current epoch
   // when `epoch` differs from the sequencer's.
   Result<Grant> Next(Epoch epoch, uint32_t count, std::span<const StreamId> streams);
 
@@ -103,7 +104,7 @@ class Sequencer {
   // The addresses of `stream` in [from, to), as a serialized portable
   // Roaring64Map (decode with DecodeAddresses or CRoaring). `to` ==
   // kNoAddress means no upper bound. An unknown stream has no addresses.
-  // Errors: InvalidArgument (from > to); FailedPrecondition, WrongEpoch as Next.
+  // Errors: InvalidArgument (from > to); Unavailable, WrongEpoch as Next.
   Result<std::string> StreamAddresses(Epoch epoch, StreamId stream, Address from, Address to) const;
 
   // A snapshot of counters, for status pages and benchmarks. Costs time
