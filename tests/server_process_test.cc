@@ -34,8 +34,10 @@ class ServerProcessTest : public ::testing::Test {
     listen_ = endpoint_;  // restart on the same port
   }
 
-  CommandResult Ctl(const std::string& args) {
-    return RunCommand(kCtl + " --endpoint " + endpoint_ + " " + args);
+  // `tallyctl unit ARGS` against this server, sending `epoch`.
+  CommandResult Ctl(const std::string& args, uint64_t epoch = 0) {
+    return RunCommand(kCtl + " --endpoint " + endpoint_ + " --epoch " + std::to_string(epoch) +
+                      " unit " + args);
   }
 
   // Sends `bytes` on a fresh connection and returns once the server closed it
@@ -81,13 +83,13 @@ TEST_F(ServerProcessTest, WriteReadTailSealTrimThroughTallyctl) {
   auto tail = Ctl("-o json tail");
   EXPECT_NE(tail.out.find("\"local_tail\":6"), std::string::npos) << tail.out;
   EXPECT_EQ(Ctl("seal 2").exit_code, 0);
-  auto stale = Ctl("--epoch 1 write 6 late 2>&1");
+  auto stale = Ctl("write 6 late 2>&1", 1);
   EXPECT_EQ(stale.exit_code, 1);
   EXPECT_NE(stale.out.find("WRONG_EPOCH"), std::string::npos) << stale.out;
-  EXPECT_EQ(Ctl("--epoch 2 write 6 fine").exit_code, 0);
-  EXPECT_EQ(Ctl("--epoch 2 trim 6").exit_code, 0);
-  EXPECT_EQ(Ctl("--epoch 2 read 5").exit_code, 3);  // trimmed
-  EXPECT_EQ(Ctl("--epoch 2 read 6").out, "fine\n");
+  EXPECT_EQ(Ctl("write 6 fine", 2).exit_code, 0);
+  EXPECT_EQ(Ctl("trim 6", 2).exit_code, 0);
+  EXPECT_EQ(Ctl("read 5", 2).exit_code, 3);  // trimmed
+  EXPECT_EQ(Ctl("read 6", 2).out, "fine\n");
 }
 
 TEST_F(ServerProcessTest, GarbageBytesCloseOnlyThatConnection) {

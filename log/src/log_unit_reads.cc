@@ -1,5 +1,5 @@
 // The read side of the log unit: log.read, log.read_range, log.tail,
-// log.trim and log.stream_addresses. Reads run on the unit's I/O pool (they
+// log.trim, log.stream_addresses and log.stream_maps. Reads run on the unit's I/O pool (they
 // pread segment files); answers are assembled from stored bytes without
 // re-parsing entries.
 
@@ -119,6 +119,37 @@ void StreamAddresses(LogUnit::Impl* im, proto::StreamAddressesRequest req,
   out.Ok(resp);
 }
 
+// Every stream's map, for a sequencer bootstrap. Runs on the I/O pool: it
+// walks every stream bitmap.
+void StreamMaps(LogUnit::Impl* im, proto::StreamMapsRequest req,
+                TypedResponder<proto::StreamMapsResponse> out) {
+  Status st = im->CheckEpoch(req.epoch());
+  if (!st.ok()) {
+    out.Fail(std::move(st));
+    return;
+  }
+  im->OffloadIo([im, out = std::move(out)]() mutable {
+    proto::StreamMapsResponse resp;
+    size_t bytes = 0;
+    for (const StreamId& stream : im->store->Streams()) {
+      std::vector<Address> addrs = im->store->StreamAddresses(stream, Address(0), kMaxAddress);
+      if (addrs.empty()) continue;  // trimmed away since Streams()
+      proto::StreamMap* m = resp.add_streams();
+      m->mutable_stream()->set_hi(stream.hi);
+      m->mutable_stream()->set_lo(stream.lo);
+      m->set_roaring64(EncodeAddresses(addrs));
+      bytes += m->roaring64().size() + 32;
+      if (bytes > net::kMaxFrameBytes - 1024) {
+        out.Fail(TooLarge("the stream maps of this log unit exceed one frame (" +
+                          std::to_string(net::kMaxFrameBytes) +
+                          " bytes); trim the log to shrink them"));
+        return;
+      }
+    }
+    out.Ok(resp);
+  });
+}
+
 }  // namespace
 
 void RegisterReadHandlers(net::ServiceRegistry& registry, LogUnit::Impl* im) {
@@ -134,6 +165,9 @@ void RegisterReadHandlers(net::ServiceRegistry& registry, LogUnit::Impl* im) {
   net::RegisterTyped<proto::StreamAddressesRequest, proto::StreamAddressesResponse>(
       registry, "log.stream_addresses",
       [im](auto req, auto out) { StreamAddresses(im, std::move(req), std::move(out)); });
+  net::RegisterTyped<proto::StreamMapsRequest, proto::StreamMapsResponse>(
+      registry, "log.stream_maps",
+      [im](auto req, auto out) { StreamMaps(im, std::move(req), std::move(out)); });
 }
 
 }  // namespace tally::log

@@ -248,6 +248,16 @@ std::vector<Address> SegmentStoreImpl::StreamAddresses(const StreamId& stream, A
   return Collect(it->second, lo, to.value(), SIZE_MAX);
 }
 
+std::vector<StreamId> SegmentStoreImpl::Streams() {
+  std::lock_guard<std::mutex> l(bitmap_mu_);
+  std::vector<StreamId> out;
+  out.reserve(streams_.size());
+  // DropBelow erases maps that trimming emptied, so every key here holds an
+  // address at or above the trim mark.
+  for (const auto& [stream, map] : streams_) out.push_back(stream);
+  return out;
+}
+
 Result<Epoch> SegmentStoreImpl::SetSealedEpoch(Epoch epoch) {
   std::lock_guard<std::mutex> l(seal_mu_);
   const uint64_t current = sealed_epoch_.load();

@@ -83,6 +83,7 @@ class SegmentStoreImpl final : public SegmentStore {
   Result<Record> Read(Address address) override;
   std::vector<Address> ListAddresses(Address from, Address to, size_t limit) override;
   std::vector<Address> StreamAddresses(const StreamId& stream, Address from, Address to) override;
+  std::vector<StreamId> Streams() override;
   Result<Epoch> SetSealedEpoch(Epoch epoch) override;
   Epoch sealed_epoch() const override { return Epoch(sealed_epoch_.load()); }
   void Flush() override;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "layout_file.h"
 #include "node.h"
 #include "tally/net/tcp_transport.h"
 
@@ -17,7 +18,9 @@ int main(int argc, char** argv) {
   std::string ready_file;
   std::string log_level = "info";
   uint64_t segment_mb = 64;
-  CLI::App app{"tally-server: one node of a Tally cluster (log unit)"};
+  std::string roles = "log";
+  std::string layout_file;
+  CLI::App app{"tally-server: one node of a Tally cluster (log unit, sequencer)"};
   app.add_option("--node-id", node_id, "this node's id")->required();
   app.add_option("--listen", options.listen, "address to serve on, HOST:PORT (port 0: any free)")
       ->capture_default_str();
@@ -26,6 +29,10 @@ int main(int argc, char** argv) {
   app.add_option("--ready-file", ready_file,
                  "once serving, write the bound HOST:PORT to this file (atomically)");
   app.add_option("--segment-mb", segment_mb, "segment file size in MiB")->capture_default_str();
+  app.add_option("--roles", roles, "roles this node hosts: a comma list of log, sequencer")
+      ->capture_default_str();
+  app.add_option("--layout", layout_file,
+                 "the cluster layout, a JSON tally.proto.Layout (required for the sequencer role)");
   app.add_option("--net-threads", options.net_threads, "network threads")->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
@@ -33,12 +40,32 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   options.id = tally::NodeId(node_id);
   options.segment_bytes = segment_mb << 20;
+  auto parsed_roles = tally::server::ParseRoles(roles);
+  if (!parsed_roles.ok()) {
+    std::cerr << "tally-server: " << parsed_roles.status().message() << "\n";
+    return 2;
+  }
+  options.roles = *parsed_roles;
+  if (options.roles.sequencer && layout_file.empty()) {
+    std::cerr << "tally-server: the sequencer role needs the layout to bootstrap from; pass "
+                 "--layout FILE\n";
+    return 2;
+  }
 
   // Logs go to stderr.
   spdlog::set_default_logger(std::make_shared<spdlog::logger>(
       "tally", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [node " + std::to_string(node_id) + "] %v");
+
+  if (!layout_file.empty()) {
+    auto layout = tally::server::LoadLayoutFile(layout_file);
+    if (!layout.ok()) {
+      spdlog::error("cannot start: {}", layout.status().ToString());
+      return 1;
+    }
+    options.layout = std::move(*layout);
+  }
 
   // Block the stop signals in every thread; the main thread waits for them.
   sigset_t stop_signals;
@@ -57,7 +84,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::string endpoint = (*node)->endpoint();
-  spdlog::info("serving log unit on {} (data in {})", endpoint, options.data_dir);
+  spdlog::info("serving {} on {} (data in {}{})", tally::server::RolesString(options.roles),
+               endpoint, options.data_dir,
+               options.layout ? ", layout epoch " + std::to_string(options.layout->epoch()) : "");
   if (!ready_file.empty()) {
     std::string tmp = ready_file + ".tmp";
     std::ofstream(tmp) << endpoint << "\n";

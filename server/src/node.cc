@@ -2,33 +2,92 @@
 
 #include <spdlog/spdlog.h>
 
+#include "layout_file.h"
+#include "sequencer_role.h"
+
 namespace tally::server {
 
+Result<Roles> ParseRoles(std::string_view list) {
+  Roles roles{.log = false, .sequencer = false};
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string_view::npos) comma = list.size();
+    std::string_view role = list.substr(start, comma - start);
+    if (role == "log") {
+      roles.log = true;
+    } else if (role == "sequencer") {
+      roles.sequencer = true;
+    } else if (!role.empty()) {
+      return InvalidArgument("unknown role '" + std::string(role) +
+                             "'; --roles takes a comma list of: log, sequencer");
+    }
+    start = comma + 1;
+  }
+  if (!roles.log && !roles.sequencer) {
+    return InvalidArgument("--roles is empty; give a comma list of: log, sequencer");
+  }
+  return roles;
+}
+
+std::string RolesString(const Roles& roles) {
+  std::string out;
+  if (roles.log) out = "log";
+  if (roles.sequencer) out += out.empty() ? "sequencer" : ",sequencer";
+  return out;
+}
+
+Node::Node() = default;
+
 Result<std::unique_ptr<Node>> Node::Start(NodeOptions options, net::Transport* transport) {
+  if (options.roles.sequencer && !options.layout) {
+    return InvalidArgument(
+        "the sequencer role needs the layout to bootstrap from; pass --layout FILE");
+  }
   std::unique_ptr<Node> node(new Node());
-  node->options_ = options;
-  log::LogUnitOptions lu;
-  lu.store.dir = JoinPath(options.data_dir, "log");
-  lu.store.segment_bytes = options.segment_bytes;
-  log::RecoveryReport report;
-  auto unit = log::LogUnit::Open(lu, &report);
-  if (!unit.ok()) return unit.status().WithContext("opening log unit in " + lu.store.dir);
-  node->log_unit_ = std::move(*unit);
-  spdlog::info(
-      "node {}: log unit recovered {} records in {} segments ({} scanned, {} torn bytes dropped, "
-      "{} corrupt)",
-      options.id.value(), report.records, report.segments, report.scanned_records,
-      report.torn_bytes_dropped, report.corrupt_records);
-  node->log_unit_->Register(node->registry_);
-  auto server = transport->Listen(options.listen, &node->registry_);
-  if (!server.ok()) return server.status().WithContext("listening on " + options.listen);
+  node->options_ = std::move(options);
+  const NodeOptions& o = node->options_;
+  if (o.roles.log) {
+    log::LogUnitOptions lu;
+    lu.store.dir = JoinPath(o.data_dir, "log");
+    lu.store.segment_bytes = o.segment_bytes;
+    log::RecoveryReport report;
+    auto unit = log::LogUnit::Open(lu, &report);
+    if (!unit.ok()) return unit.status().WithContext("opening log unit in " + lu.store.dir);
+    node->log_unit_ = std::move(*unit);
+    spdlog::info(
+        "node {}: log unit recovered {} records in {} segments ({} scanned, {} torn bytes "
+        "dropped, {} corrupt)",
+        o.id.value(), report.records, report.segments, report.scanned_records,
+        report.torn_bytes_dropped, report.corrupt_records);
+    node->log_unit_->Register(node->registry_);
+  }
+  if (o.roles.sequencer) {
+    node->sequencer_ = std::make_unique<SequencerRole>(*o.layout, transport);
+    node->sequencer_->Register(node->registry_);
+  }
+  RegisterLayoutService(node->registry_, &o.layout);
+  auto server = transport->Listen(o.listen, &node->registry_);
+  if (!server.ok()) return server.status().WithContext("listening on " + o.listen);
   node->server_ = std::move(*server);
+  if (node->sequencer_) {
+    const auto& seqs = o.layout->sequencers();
+    if (std::find(seqs.begin(), seqs.end(), node->endpoint()) == seqs.end()) {
+      spdlog::warn(
+          "node {}: hosts a sequencer but the layout does not list {} among its sequencers; "
+          "clients will not find it",
+          o.id.value(), node->endpoint());
+    }
+    node->sequencer_->StartBootstrap();
+  }
   return node;
 }
 
 Node::~Node() {
-  // Stop taking requests first, then let the pending group commits finish.
+  // Stop taking requests first, then the bootstrap, then let the pending
+  // group commits finish.
   server_.reset();
+  sequencer_.reset();
   if (log_unit_) log_unit_->Flush();
 }
 

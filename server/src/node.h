@@ -1,17 +1,34 @@
 #pragma once
 
-// One tally-server node: the roles it hosts, served over one transport.
-// For now the node hosts a log unit; the sequencer and layout roles join it.
+// One tally-server node: the roles it hosts (log unit, sequencer), served
+// over one transport, plus layout.get answering the layout the node was
+// started with.
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "tally/base/ids.h"
 #include "tally/base/result.h"
 #include "tally/log/log_unit.h"
 #include "tally/net/transport.h"
+#include "tally/proto/layout.pb.h"
 
 namespace tally::server {
+
+class SequencerRole;
+
+struct Roles {
+  bool log = true;
+  bool sequencer = false;
+};
+
+// Parses a comma list of "log" and "sequencer" (e.g. "log,sequencer").
+// Errors: InvalidArgument naming an unknown role, or for an empty list.
+Result<Roles> ParseRoles(std::string_view list);
+// "log,sequencer" and the like.
+std::string RolesString(const Roles& roles);
 
 struct NodeOptions {
   NodeId id{0};
@@ -19,23 +36,31 @@ struct NodeOptions {
   std::string data_dir;
   uint64_t segment_bytes = 64ull << 20;
   uint32_t net_threads = 1;
+  Roles roles;
+  // The static layout (--layout). Required by the sequencer role.
+  std::optional<proto::Layout> layout;
 };
 
 class Node {
  public:
-  // Recovers the data directory and starts serving. Errors: IoError,
-  // Corruption (metadata), Unavailable (cannot bind `listen`).
+  // Recovers the data directory (log role), starts serving, then starts the
+  // sequencer's bootstrap in the background (sequencer role). `transport`
+  // must outlive the node. Errors: IoError, Corruption (metadata),
+  // InvalidArgument (sequencer role without a layout), IoError/Unavailable
+  // (cannot bind `listen`).
   static Result<std::unique_ptr<Node>> Start(NodeOptions options, net::Transport* transport);
 
-  // Stops serving new requests, waits for pending syncs, closes storage.
+  // Stops serving new requests, stops the bootstrap, waits for pending
+  // syncs, closes storage.
   ~Node();
 
   std::string endpoint() const { return server_->endpoint(); }
 
  private:
-  Node() = default;
+  Node();
   NodeOptions options_;
   std::unique_ptr<log::LogUnit> log_unit_;
+  std::unique_ptr<SequencerRole> sequencer_;
   net::ServiceRegistry registry_;
   std::unique_ptr<net::Server> server_;
 };

@@ -95,6 +95,11 @@ class SegmentStore {
   virtual std::vector<Address> StreamAddresses(const StreamId& stream, Address from,
                                                Address to) = 0;
 
+  // Every stream with at least one durable address at or above the trim
+  // mark, in no particular order (pair with StreamAddresses for the maps).
+  // Thread-safe; costs time linear in the number of streams.
+  virtual std::vector<StreamId> Streams() = 0;
+
   // Durably records the sealed epoch (RocksDB, synced). Epochs never go
   // down: sealing at or below the current one returns the current one.
   virtual Result<Epoch> SetSealedEpoch(Epoch epoch) = 0;

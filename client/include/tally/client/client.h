@@ -1,0 +1,135 @@
+#pragma once
+
+// The client runtime of the shared log: tokens from the sequencer, chain
+// replication to the log units, reads from the chain tails with chain
+// completion and hole filling, and stream tails. Protocol:
+// docs/protocol.md.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tally/base/env.h"
+#include "tally/base/ids.h"
+#include "tally/base/result.h"
+#include "tally/client/layout.h"
+#include "tally/net/transport.h"
+#include "tally/proto/layout.pb.h"
+#include "tally/proto/log_entry.pb.h"
+
+namespace tally::client {
+
+struct ClientOptions {
+  // Not owned; must outlive the client.
+  net::Transport* transport = nullptr;
+  // Where to start: a layout, or (when `layout` has no sequencer) endpoints
+  // asked for theirs with layout.get, in turn.
+  proto::Layout layout;
+  std::vector<std::string> endpoints;
+  // Deadline of one RPC.
+  std::chrono::milliseconds rpc_timeout{2000};
+  // How long a reader waits on an issued but unwritten address before it
+  // fills a hole there.
+  std::chrono::milliseconds hole_fill_timeout{200};
+  // How long an operation retries transient errors (TIMEOUT, UNAVAILABLE,
+  // OVERLOADED, sequencer not bootstrapped, stale epochs) before failing.
+  std::chrono::milliseconds retry_deadline{10000};
+  // Tokens per seq.next at most (appends batched together).
+  size_t max_batch = 256;
+  // New tokens an append takes after losing its token to a hole filler.
+  int max_append_attempts = 8;
+  // Threads that drain the append queue (each runs one batch at a time).
+  int append_threads = 2;
+  // Written into every entry's metadata.
+  std::string principal;
+  // Clock and randomness (nullptr members: DefaultEnv()). Not owned.
+  Env env{};
+  // Pauses retry loops; nullptr: std::this_thread::sleep_for. A simulation
+  // plugs its virtual-time sleep here.
+  std::function<void(std::chrono::nanoseconds)> sleep;
+};
+
+// Counters since the client was created.
+struct ClientStats {
+  uint64_t appends = 0;           // appends acknowledged
+  uint64_t sequencer_calls = 0;   // seq.next calls (fewer than appends when batching)
+  uint64_t tokens = 0;            // tokens taken (including retries)
+  uint64_t lost_races = 0;        // tokens lost to a hole filler at the head
+  uint64_t holes_filled = 0;      // by this client's reads
+  uint64_t chains_completed = 0;  // half-written chains this client's reads completed
+  uint64_t layout_refreshes = 0;  // newer layouts adopted
+};
+
+using AppendCallback = std::function<void(Result<Address>)>;
+
+// Thread-safe: every method may be called from any thread except a
+// transport thread and an AppendAsync callback (blocking methods would wait
+// for themselves there).
+class Client {
+ public:
+  // Validates the layout (or fetches one with layout.get) and starts the
+  // append threads. Errors: InvalidArgument (no transport, bad layout or
+  // neither layout nor endpoints), Unavailable (no endpoint answered
+  // layout.get, with each one's error).
+  static Result<std::unique_ptr<Client>> Create(ClientOptions options);
+
+  // Fails appends still queued with Cancelled and joins the append threads.
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Appends `payload` to the log and to every stream in `streams` (at most
+  // 1024, distinct). Returns the entry's address once every replica of its
+  // chain holds it. Concurrent appends with equal stream sets share one
+  // seq.next and one log.write_batch per chain unit. A token lost to a hole
+  // filler is replaced transparently, up to max_append_attempts times.
+  // Errors: InvalidArgument (streams), AlreadyWritten (attempts exhausted),
+  // Timeout/Unavailable/Overloaded after retry_deadline (retryable: the
+  // entry may or may not be in the log), Internal (replicas disagree),
+  // Trimmed, TooLarge, Cancelled (client destroyed).
+  Result<Address> Append(std::string payload, std::vector<StreamId> streams = {});
+
+  // As Append; `done` runs once, on an append thread (or inline, for
+  // invalid arguments and after destruction began). It must not block on
+  // this client.
+  void AppendAsync(std::string payload, std::vector<StreamId> streams, AppendCallback done);
+
+  // The entry at `address`, read from its chain's tail (type HOLE for a
+  // hole). Completes a chain that only its first units hold; fills a hole at
+  // an address issued but left unwritten for hole_fill_timeout.
+  // Errors: Unwritten (at or above the global tail: nothing was issued
+  // there), Trimmed, Corruption, Internal (replicas disagree), transient
+  // errors after retry_deadline.
+  Result<proto::LogEntry> Read(Address address);
+
+  // Entries of [from, min(to, global tail)), ascending, holes included as
+  // HOLE entries. Errors: InvalidArgument (to < from), as Read.
+  Result<std::vector<proto::LogEntry>> ReadRange(Address from, Address to);
+
+  // The global tail: every address below it was issued. Issues nothing.
+  Result<Address> Tail();
+
+  // The last address issued to `stream`, kNoAddress when none.
+  Result<Address> StreamTail(StreamId stream);
+
+  // The addresses issued to `stream` in [from, to) (to == kNoAddress: no
+  // bound), ascending, from the sequencer's stream map.
+  Result<std::vector<Address>> StreamAddresses(StreamId stream, Address from,
+                                               Address to = kNoAddress);
+
+  // The layout in use (replaced when a newer epoch is learned).
+  std::shared_ptr<const Layout> layout() const;
+
+  ClientStats stats() const;
+
+  struct Impl;
+
+ private:
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tally::client

@@ -1,0 +1,308 @@
+// The client runtime: layout cache and refresh, channels, reads (with chain
+// completion and hole filling, chain.cc), tails and stream maps. Appends
+// are in client_append.cc.
+
+#include "tally/client/client.h"
+
+#include <algorithm>
+#include <map>
+#include <thread>
+
+#include "client_impl.h"
+#include "tally/base/address_map.h"
+#include "tally/net/frame.h"
+#include "tally/proto/logunit.pb.h"
+
+namespace tally::client {
+
+namespace seqpb = ::tally::proto::seq;
+
+namespace {
+
+void SetStream(const StreamId& id, proto::StreamId* out) {
+  out->set_hi(id.hi);
+  out->set_lo(id.lo);
+}
+
+}  // namespace
+
+// --- Impl: environment, layout, channels ---
+
+Client::Impl::Impl(ClientOptions o) : options(std::move(o)) {
+  Env def = DefaultEnv();
+  clock = options.env.clock != nullptr ? options.env.clock : def.clock;
+  random = options.env.random != nullptr ? options.env.random : def.random;
+  if (options.max_batch == 0) options.max_batch = 1;
+  options.max_batch = std::min<size_t>(options.max_batch, 65536);
+  if (options.append_threads < 1) options.append_threads = 1;
+  if (options.max_append_attempts < 1) options.max_append_attempts = 1;
+}
+
+void Client::Impl::SleepNanos(int64_t nanos) {
+  if (nanos <= 0) return;
+  if (options.sleep) {
+    options.sleep(std::chrono::nanoseconds(nanos));
+  } else {
+    std::this_thread::sleep_for(std::chrono::nanoseconds(nanos));
+  }
+}
+
+int64_t Client::Impl::DeadlineFromNow() const {
+  return clock->NowNanos() +
+         std::chrono::duration_cast<std::chrono::nanoseconds>(options.retry_deadline).count();
+}
+
+std::shared_ptr<const Layout> Client::Impl::CurrentLayout() const {
+  std::lock_guard lock(mu);
+  return layout;
+}
+
+std::shared_ptr<net::Channel> Client::Impl::ChannelTo(const std::string& endpoint) {
+  std::lock_guard lock(mu);
+  auto& ch = channels[endpoint];
+  if (ch == nullptr) ch = options.transport->Connect(endpoint);
+  return ch;
+}
+
+Result<Layout> Client::Impl::FetchLayout(const std::vector<std::string>& endpoints) {
+  std::string errors;
+  for (const auto& endpoint : endpoints) {
+    auto r = internal::CallSync<proto::GetLayoutResponse>(
+        *ChannelTo(endpoint), "layout.get", proto::GetLayoutRequest(), options.rpc_timeout);
+    Status st = r.status();
+    if (r.ok()) {
+      auto layout = Layout::FromProto(std::move(*r->mutable_layout()));
+      if (layout.ok()) return layout;
+      st = layout.status();
+    }
+    errors += "; " + endpoint + ": " + st.ToString();
+  }
+  return Unavailable("no endpoint served a valid layout (layout.get)" + errors +
+                     "; check the endpoints (TALLY_ENDPOINTS) and that the nodes are up");
+}
+
+bool Client::Impl::RefreshLayout(Epoch seen) {
+  std::vector<std::string> endpoints = CurrentLayout()->Endpoints();
+  for (const auto& e : options.endpoints) {
+    if (std::find(endpoints.begin(), endpoints.end(), e) == endpoints.end()) endpoints.push_back(e);
+  }
+  auto fetched = FetchLayout(endpoints);
+  std::lock_guard lock(mu);
+  if (fetched.ok() && fetched->epoch() > layout->epoch()) {
+    layout = std::make_shared<const Layout>(std::move(*fetched));
+    layout_refreshes++;
+  }
+  return layout->epoch() > seen;
+}
+
+// --- Impl: sequencer ---
+
+Result<seqpb::NextResponse> Client::Impl::SeqNext(const Layout& l, uint32_t count,
+                                                  const std::vector<StreamId>& streams,
+                                                  int64_t deadline) {
+  seqpb::NextRequest req;
+  req.set_epoch(l.epoch().value());
+  req.set_count(count);
+  for (const auto& s : streams) SetStream(s, req.add_streams());
+  sequencer_calls++;
+  auto r = Call<seqpb::NextResponse>(l.primary_sequencer(), "seq.next", req, deadline);
+  if (r.ok() && r->count() != count) {
+    return Internal("seq.next granted " + std::to_string(r->count()) + " tokens for " +
+                    std::to_string(count) + " asked; sequencer bug");
+  }
+  return r;
+}
+
+Result<seqpb::TailResponse> Client::Impl::SeqTail(const Layout& l,
+                                                  const std::vector<StreamId>& streams,
+                                                  int64_t deadline) {
+  seqpb::TailRequest req;
+  req.set_epoch(l.epoch().value());
+  for (const auto& s : streams) SetStream(s, req.add_streams());
+  return Call<seqpb::TailResponse>(l.primary_sequencer(), "seq.tail", req, deadline);
+}
+
+// --- RpcReplicaIo ---
+
+Result<std::vector<Status>> RpcReplicaIo::WriteBatch(const std::string& unit,
+                                                     const std::vector<proto::LogEntry>& entries) {
+  proto::WriteBatchRequest req;
+  req.set_epoch(layout_.epoch().value());
+  for (const auto& e : entries) *req.add_entries() = e;
+  auto r = impl_->Call<proto::WriteBatchResponse>(unit, "log.write_batch", req, deadline_);
+  if (!r.ok()) return r.status();
+  if (r->results_size() != static_cast<int>(entries.size())) {
+    return Malformed("log.write_batch on " + unit + " answered " +
+                     std::to_string(r->results_size()) + " results for " +
+                     std::to_string(entries.size()) + " entries");
+  }
+  std::vector<Status> out;
+  out.reserve(entries.size());
+  for (const auto& e : r->results()) out.push_back(net::FromProto(e));
+  return out;
+}
+
+Status RpcReplicaIo::Write(const std::string& unit, const proto::LogEntry& entry) {
+  proto::WriteRequest req;
+  req.set_epoch(layout_.epoch().value());
+  *req.mutable_entry() = entry;
+  return impl_->Call<proto::WriteResponse>(unit, "log.write", req, deadline_).status();
+}
+
+Result<proto::LogEntry> RpcReplicaIo::Read(const std::string& unit, Address address) {
+  proto::ReadRequest req;
+  req.set_epoch(layout_.epoch().value());
+  req.set_address(address.value());
+  auto r = impl_->Call<proto::ReadResponse>(unit, "log.read", req, deadline_);
+  if (!r.ok()) return r.status();
+  return std::move(*r->mutable_entry());
+}
+
+Status RpcReplicaIo::FillHole(const std::string& unit, Address address) {
+  proto::FillHoleRequest req;
+  req.set_epoch(layout_.epoch().value());
+  req.set_address(address.value());
+  return impl_->Call<proto::FillHoleResponse>(unit, "log.fill_hole", req, deadline_).status();
+}
+
+Result<Address> RpcReplicaIo::GlobalTail() {
+  auto r = impl_->SeqTail(layout_, {}, deadline_);
+  if (!r.ok()) return r.status();
+  return Address(r->global_tail());
+}
+
+// --- Client ---
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Client::~Client() { impl_->StopAppendThreads(); }
+
+Result<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
+  if (options.transport == nullptr) {
+    return InvalidArgument("ClientOptions.transport is null; pass the transport to talk through");
+  }
+  auto impl = std::make_unique<Impl>(std::move(options));
+  if (impl->options.layout.sequencers_size() > 0 || impl->options.layout.segments_size() > 0) {
+    TALLY_ASSIGN_OR_RETURN(Layout layout, Layout::FromProto(impl->options.layout));
+    impl->layout = std::make_shared<const Layout>(std::move(layout));
+  } else if (!impl->options.endpoints.empty()) {
+    TALLY_ASSIGN_OR_RETURN(Layout layout, impl->FetchLayout(impl->options.endpoints));
+    impl->layout = std::make_shared<const Layout>(std::move(layout));
+  } else {
+    return InvalidArgument(
+        "ClientOptions has neither a layout nor endpoints; give one (e.g. TALLY_ENDPOINTS)");
+  }
+  impl->StartAppendThreads();
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+Result<proto::LogEntry> Client::Read(Address address) {
+  internal::ReadOptions ro;
+  ro.hole_fill_timeout_nanos =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(impl_->options.hole_fill_timeout)
+          .count();
+  return impl_->WithLayout<proto::LogEntry>([&](const Layout& l, int64_t deadline) {
+    RpcReplicaIo io(impl_.get(), l, deadline);
+    return internal::ReadChain(io, l.ChainFor(address), address, ro, &impl_->chain_counters);
+  });
+}
+
+Result<std::vector<proto::LogEntry>> Client::ReadRange(Address from, Address to) {
+  if (to < from) {
+    return InvalidArgument("ReadRange from " + ToString(from) + " to " + ToString(to) +
+                           ": 'to' must not be below 'from'");
+  }
+  TALLY_ASSIGN_OR_RETURN(Address tail, Tail());
+  const Address end = std::min(to, tail);
+  if (end <= from) return std::vector<proto::LogEntry>();
+  using Held = std::map<uint64_t, proto::LogEntry>;
+  // One pass of log.read_range per stripe tail collects what is complete;
+  // the rest goes through Read (chain completion, hole filling).
+  TALLY_ASSIGN_OR_RETURN(
+      Held held, impl_->WithLayout<Held>([&](const Layout& l, int64_t deadline) -> Result<Held> {
+        Held out;
+        for (const auto& seg : l.segments()) {
+          const Address lo = std::max(from, seg.start);
+          const Address hi = std::min(end, seg.end);
+          if (lo >= hi) continue;
+          for (size_t k = 0; k < seg.stripes.size(); ++k) {
+            proto::ReadRangeRequest req;
+            req.set_epoch(l.epoch().value());
+            req.set_from(lo.value());
+            req.set_to(hi.value());
+            while (req.from() < req.to()) {
+              auto r = impl_->Call<proto::ReadRangeResponse>(seg.stripes[k].back(),
+                                                             "log.read_range", req, deadline);
+              if (!r.ok()) return r.status();
+              for (auto& e : *r->mutable_entries()) {
+                if (e.address() % seg.stripes.size() == k) out[e.address()] = std::move(e);
+              }
+              if (r->next() <= req.from()) break;
+              req.set_from(r->next());
+            }
+          }
+        }
+        return out;
+      }));
+  std::vector<proto::LogEntry> out;
+  out.reserve(end.value() - from.value());
+  for (uint64_t a = from.value(); a < end.value(); ++a) {
+    auto it = held.find(a);
+    if (it != held.end()) {
+      out.push_back(std::move(it->second));
+      continue;
+    }
+    TALLY_ASSIGN_OR_RETURN(proto::LogEntry e, Read(Address(a)));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Result<Address> Client::Tail() {
+  return impl_->WithLayout<Address>([&](const Layout& l, int64_t deadline) -> Result<Address> {
+    TALLY_ASSIGN_OR_RETURN(auto resp, impl_->SeqTail(l, {}, deadline));
+    return Address(resp.global_tail());
+  });
+}
+
+Result<Address> Client::StreamTail(StreamId stream) {
+  return impl_->WithLayout<Address>([&](const Layout& l, int64_t deadline) -> Result<Address> {
+    TALLY_ASSIGN_OR_RETURN(auto resp, impl_->SeqTail(l, {stream}, deadline));
+    if (resp.streams_size() != 1) {
+      return Malformed("seq.tail answered " + std::to_string(resp.streams_size()) +
+                       " stream tails for 1 stream");
+    }
+    return resp.streams(0).has_tail() ? Address(resp.streams(0).tail()) : kNoAddress;
+  });
+}
+
+Result<std::vector<Address>> Client::StreamAddresses(StreamId stream, Address from, Address to) {
+  return impl_->WithLayout<std::vector<Address>>(
+      [&](const Layout& l, int64_t deadline) -> Result<std::vector<Address>> {
+        seqpb::StreamAddressesRequest req;
+        req.set_epoch(l.epoch().value());
+        SetStream(stream, req.mutable_stream());
+        req.set_from(from.value());
+        req.set_to(to == kNoAddress ? 0 : to.value());
+        TALLY_ASSIGN_OR_RETURN(auto resp,
+                               impl_->Call<seqpb::StreamAddressesResponse>(
+                                   l.primary_sequencer(), "seq.stream_addresses", req, deadline));
+        return DecodeAddresses(resp.roaring64());
+      });
+}
+
+std::shared_ptr<const Layout> Client::layout() const { return impl_->CurrentLayout(); }
+
+ClientStats Client::stats() const {
+  ClientStats s;
+  s.appends = impl_->appends.load();
+  s.sequencer_calls = impl_->sequencer_calls.load();
+  s.tokens = impl_->tokens.load();
+  s.lost_races = impl_->chain_counters.lost_races.load();
+  s.holes_filled = impl_->chain_counters.holes_filled.load();
+  s.chains_completed = impl_->chain_counters.chains_completed.load();
+  s.layout_refreshes = impl_->layout_refreshes.load();
+  return s;
+}
+
+}  // namespace tally::client

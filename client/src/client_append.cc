@@ -1,0 +1,192 @@
+// The append pipeline: a queue drained by append threads, each taking the
+// appends queued with one stream set (up to max_batch) as one batch: one
+// seq.next for all of them, then one log.write_batch per chain unit, head
+// to tail (chain.cc). Appends that lose their token to a hole filler go back
+// to the front of the queue for a new one.
+
+#include <algorithm>
+#include <future>
+#include <map>
+
+#include "client_impl.h"
+#include "tally/sequencer/sequencer.h"
+
+namespace tally::client {
+
+using internal::PendingAppend;
+
+void Client::Impl::StartAppendThreads() {
+  for (int i = 0; i < options.append_threads; ++i) {
+    append_threads.emplace_back([this] { AppendLoop(); });
+  }
+}
+
+void Client::Impl::StopAppendThreads() {
+  {
+    std::lock_guard lock(queue_mu);
+    stopping = true;
+  }
+  queue_cv.notify_all();
+  for (auto& t : append_threads) t.join();
+  append_threads.clear();
+  std::deque<std::unique_ptr<PendingAppend>> left;
+  {
+    std::lock_guard lock(queue_mu);
+    left.swap(queue);
+  }
+  for (auto& p : left) p->done(Cancelled("client destroyed with the append still queued"));
+}
+
+void Client::Impl::Enqueue(std::unique_ptr<PendingAppend> p, bool front) {
+  {
+    std::unique_lock lock(queue_mu);
+    if (!stopping) {
+      if (front) {
+        queue.push_front(std::move(p));
+      } else {
+        queue.push_back(std::move(p));
+      }
+      lock.unlock();
+      queue_cv.notify_one();
+      return;
+    }
+  }
+  p->done(Cancelled("client is shutting down; append not issued"));
+}
+
+void Client::Impl::AppendLoop() {
+  while (true) {
+    std::vector<std::unique_ptr<PendingAppend>> batch;
+    {
+      std::unique_lock lock(queue_mu);
+      queue_cv.wait(lock, [this] { return stopping || !queue.empty(); });
+      if (stopping) return;
+      batch.push_back(std::move(queue.front()));
+      queue.pop_front();
+      const auto& key = batch.front()->key;
+      for (auto it = queue.begin(); it != queue.end() && batch.size() < options.max_batch;) {
+        if ((*it)->key == key) {
+          batch.push_back(std::move(*it));
+          it = queue.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    RunBatch(std::move(batch));
+  }
+}
+
+void Client::Impl::RunBatch(std::vector<std::unique_ptr<PendingAppend>> batch) {
+  const uint32_t n = static_cast<uint32_t>(batch.size());
+  // Tokens, refreshing the layout on epoch errors.
+  std::shared_ptr<const Layout> used;
+  auto grant = WithLayout<proto::seq::NextResponse>([&](const Layout&, int64_t deadline) {
+    used = CurrentLayout();
+    return SeqNext(*used, n, batch.front()->streams, deadline);
+  });
+  if (!grant.ok()) {
+    for (auto& p : batch) p->done(grant.status().WithContext("seq.next"));
+    return;
+  }
+  std::shared_ptr<const Layout> layout = std::move(used);
+  tokens += n;
+
+  const int64_t wall = clock->WallNanos();
+  std::vector<proto::LogEntry> entries(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    proto::LogEntry& e = entries[i];
+    e.set_address(grant->first_address() + i);
+    e.set_epoch(layout->epoch().value());
+    e.set_type(proto::DATA);
+    for (const auto& s : batch[i]->streams) {
+      auto* id = e.add_streams();
+      id->set_hi(s.hi);
+      id->set_lo(s.lo);
+    }
+    e.set_payload(std::move(batch[i]->payload));
+    e.mutable_metadata()->set_principal(options.principal);
+    e.mutable_metadata()->set_wall_time_nanos(wall);
+  }
+
+  // One WriteChain per chain the grant touches (one per stripe).
+  std::map<const Chain*, std::vector<uint32_t>> by_chain;
+  for (uint32_t i = 0; i < n; ++i) {
+    by_chain[&layout->ChainFor(Address(entries[i].address()))].push_back(i);
+  }
+  std::vector<Status> results(n);
+  RpcReplicaIo io(this, *layout, DeadlineFromNow());
+  for (const auto& [chain, idxs] : by_chain) {
+    std::vector<proto::LogEntry> group;
+    group.reserve(idxs.size());
+    for (uint32_t i : idxs) group.push_back(entries[i]);
+    std::vector<Status> st = internal::WriteChain(io, *chain, group, &chain_counters);
+    for (size_t k = 0; k < idxs.size(); ++k) results[idxs[k]] = std::move(st[k]);
+  }
+
+  bool refreshed = false;
+  for (uint32_t i = 0; i < n; ++i) {
+    std::unique_ptr<PendingAppend>& p = batch[i];
+    Status& st = results[i];
+    if (st.ok()) {
+      appends++;
+      p->done(Address(entries[i].address()));
+      continue;
+    }
+    // Lost the token (a hole at the head) or wrote in a sealed epoch: the
+    // entry is not acknowledged; take a new token.
+    const bool lost = st.code() == Code::kAlreadyWritten;
+    const bool epoch = internal::IsEpochError(st);
+    if (!lost && !epoch) {
+      p->done(std::move(st));
+      continue;
+    }
+    if (epoch && !refreshed) {
+      refreshed = true;
+      if (!RefreshLayout(layout->epoch())) SleepNanos(10'000'000);
+    }
+    p->attempts++;
+    if (p->attempts >= options.max_append_attempts || NowNanos() >= p->deadline_nanos) {
+      p->done(Status(st.code(), "append gave up after " + std::to_string(p->attempts) +
+                                    " tokens; last: " + st.message() +
+                                    (lost ? "; readers fill holes faster than this writer "
+                                            "writes: raise hole_fill_timeout or retry"
+                                          : "; the layout did not move to a newer epoch: retry "
+                                            "after reconfiguration")));
+      continue;
+    }
+    // Get the payload back for the next attempt.
+    p->payload = std::move(*entries[i].mutable_payload());
+    Enqueue(std::move(p), /*front=*/true);
+  }
+}
+
+void Client::AppendAsync(std::string payload, std::vector<StreamId> streams, AppendCallback done) {
+  if (streams.size() > sequencer::kMaxStreamsPerRequest) {
+    done(InvalidArgument("append names " + std::to_string(streams.size()) + " streams; at most " +
+                         std::to_string(sequencer::kMaxStreamsPerRequest) + " per entry"));
+    return;
+  }
+  auto p = std::make_unique<PendingAppend>();
+  p->key = streams;
+  std::sort(p->key.begin(), p->key.end());
+  if (std::adjacent_find(p->key.begin(), p->key.end()) != p->key.end()) {
+    done(InvalidArgument("append names a stream twice; list each stream once"));
+    return;
+  }
+  p->payload = std::move(payload);
+  p->streams = std::move(streams);
+  p->done = std::move(done);
+  p->deadline_nanos = impl_->DeadlineFromNow();
+  impl_->Enqueue(std::move(p), /*front=*/false);
+}
+
+Result<Address> Client::Append(std::string payload, std::vector<StreamId> streams) {
+  std::promise<Result<Address>> promise;
+  auto future = promise.get_future();
+  AppendAsync(std::move(payload), std::move(streams),
+              [&promise](Result<Address> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+}  // namespace tally::client

@@ -1,0 +1,168 @@
+#pragma once
+
+// Client::Impl: the shared state of the client runtime (layout cache,
+// channels, counters, append queue) and the retry plumbing. Private to
+// client/. Split: client.cc (layout, reads, tails), client_append.cc
+// (the batching append pipeline), chain.cc (the replication protocol).
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "chain.h"
+#include "rpc.h"
+#include "tally/client/client.h"
+#include "tally/proto/sequencer.pb.h"
+
+namespace tally::client {
+
+namespace internal {
+
+// One queued append.
+struct PendingAppend {
+  std::string payload;
+  std::vector<StreamId> streams;
+  std::vector<StreamId> key;  // `streams` sorted: appends batch when keys are equal
+  AppendCallback done;
+  int attempts = 0;
+  int64_t deadline_nanos = 0;
+};
+
+}  // namespace internal
+
+struct Client::Impl {
+  explicit Impl(ClientOptions o);
+
+  // --- environment ---
+  int64_t NowNanos() { return clock->NowNanos(); }
+  void SleepNanos(int64_t nanos);
+  int64_t DeadlineFromNow() const;
+
+  // --- layout and channels ---
+  std::shared_ptr<const Layout> CurrentLayout() const;
+  std::shared_ptr<net::Channel> ChannelTo(const std::string& endpoint);
+  // Asks `endpoints` for their layout (layout.get) in turn; the first valid
+  // answer wins. Unavailable, listing each endpoint's error, if none answers.
+  Result<Layout> FetchLayout(const std::vector<std::string>& endpoints);
+  // Fetches the layout from every known endpoint and adopts it if its epoch
+  // is newer than ours. Returns true if our epoch is now above `seen`.
+  bool RefreshLayout(Epoch seen);
+
+  // Calls `method` on `endpoint`, retrying transient errors with backoff
+  // until `deadline_nanos`; then returns the last error, saying so.
+  template <typename Resp, typename Req>
+  Result<Resp> Call(const std::string& endpoint, const std::string& method, const Req& req,
+                    int64_t deadline_nanos);
+
+  // Runs `op` against the current layout; on WRONG_EPOCH/SEALED refreshes
+  // the layout and runs it again, and retries transient errors, until the
+  // retry deadline.
+  template <typename T>
+  Result<T> WithLayout(const std::function<Result<T>(const Layout&, int64_t deadline)>& op);
+
+  // --- sequencer ---
+  Result<proto::seq::NextResponse> SeqNext(const Layout& layout, uint32_t count,
+                                           const std::vector<StreamId>& streams, int64_t deadline);
+  Result<proto::seq::TailResponse> SeqTail(const Layout& layout,
+                                           const std::vector<StreamId>& streams, int64_t deadline);
+
+  // --- appends (client_append.cc) ---
+  void StartAppendThreads();
+  void StopAppendThreads();
+  void Enqueue(std::unique_ptr<internal::PendingAppend> p, bool front);
+  void AppendLoop();
+  void RunBatch(std::vector<std::unique_ptr<internal::PendingAppend>> batch);
+
+  ClientOptions options;
+  Clock* clock;
+  Random* random;
+
+  mutable std::mutex mu;
+  std::shared_ptr<const Layout> layout;                                     // GUARDED_BY(mu)
+  std::unordered_map<std::string, std::shared_ptr<net::Channel>> channels;  // GUARDED_BY(mu)
+
+  internal::ChainCounters chain_counters;
+  std::atomic<uint64_t> appends{0};
+  std::atomic<uint64_t> sequencer_calls{0};
+  std::atomic<uint64_t> tokens{0};
+  std::atomic<uint64_t> layout_refreshes{0};
+
+  std::mutex queue_mu;
+  std::condition_variable queue_cv;
+  std::deque<std::unique_ptr<internal::PendingAppend>> queue;  // GUARDED_BY(queue_mu)
+  bool stopping = false;                                       // GUARDED_BY(queue_mu)
+  std::vector<std::thread> append_threads;
+};
+
+// The ReplicaIo of one operation: RPCs to log units at `layout`'s epoch,
+// transient errors retried until `deadline`.
+class RpcReplicaIo final : public internal::ReplicaIo {
+ public:
+  RpcReplicaIo(Client::Impl* impl, const Layout& layout, int64_t deadline)
+      : impl_(impl), layout_(layout), deadline_(deadline) {}
+
+  Result<std::vector<Status>> WriteBatch(const std::string& unit,
+                                         const std::vector<proto::LogEntry>& entries) override;
+  Status Write(const std::string& unit, const proto::LogEntry& entry) override;
+  Result<proto::LogEntry> Read(const std::string& unit, Address address) override;
+  Status FillHole(const std::string& unit, Address address) override;
+  Result<Address> GlobalTail() override;
+  Epoch epoch() override { return layout_.epoch(); }
+  int64_t NowNanos() override { return impl_->NowNanos(); }
+  void SleepNanos(int64_t nanos) override { impl_->SleepNanos(nanos); }
+
+ private:
+  Client::Impl* impl_;
+  const Layout& layout_;
+  int64_t deadline_;
+};
+
+template <typename Resp, typename Req>
+Result<Resp> Client::Impl::Call(const std::string& endpoint, const std::string& method,
+                                const Req& req, int64_t deadline_nanos) {
+  auto channel = ChannelTo(endpoint);
+  internal::Backoff backoff(random, 200'000'000);
+  const int64_t start = NowNanos();
+  while (true) {
+    auto r = internal::CallSync<Resp>(*channel, method, req, options.rpc_timeout);
+    if (r.ok() || !internal::IsTransient(r.status())) return r;
+    const int64_t pause = backoff.NextNanos();
+    const int64_t now = NowNanos();
+    if (now + pause >= deadline_nanos) {
+      return Status(r.status().code(),
+                    method + " to " + endpoint + ": " + r.status().message() + "; gave up after " +
+                        std::to_string((now - start) / 1'000'000) +
+                        " ms of retries (retry_deadline); check that the node is up, or retry");
+    }
+    SleepNanos(pause);
+  }
+}
+
+template <typename T>
+Result<T> Client::Impl::WithLayout(
+    const std::function<Result<T>(const Layout&, int64_t deadline)>& op) {
+  const int64_t deadline = DeadlineFromNow();
+  internal::Backoff backoff(random, 200'000'000);
+  while (true) {
+    std::shared_ptr<const Layout> current = CurrentLayout();
+    Result<T> r = op(*current, deadline);
+    if (r.ok()) return r;
+    const Status& st = r.status();
+    const bool epoch_error = internal::IsEpochError(st);
+    if (!epoch_error && !internal::IsTransient(st)) return r;
+    if (epoch_error && RefreshLayout(current->epoch())) continue;
+    const int64_t pause = backoff.NextNanos();
+    if (NowNanos() + pause >= deadline) return r;
+    SleepNanos(pause);
+  }
+}
+
+}  // namespace tally::client

@@ -1,0 +1,72 @@
+#pragma once
+
+// Blocking typed calls and the retry classification of the client runtime.
+// Private to client/.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <future>
+#include <string>
+
+#include "tally/base/env.h"
+#include "tally/base/result.h"
+#include "tally/base/status.h"
+#include "tally/net/transport.h"
+#include "tally/net/typed.h"
+
+namespace tally::client::internal {
+
+// Issues `method(req)` on `channel` and blocks until the answer or the
+// timeout. Must not run on a transport thread (it would wait for itself).
+template <typename Resp, typename Req>
+Result<Resp> CallSync(net::Channel& channel, const std::string& method, const Req& req,
+                      std::chrono::milliseconds timeout) {
+  std::promise<Result<Resp>> promise;
+  auto future = promise.get_future();
+  net::CallOptions options;
+  options.timeout = timeout;
+  net::CallTyped<Resp>(channel, method, req, options,
+                       [&promise](Result<Resp> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+// Errors that go away by themselves: the same request, sent again after a
+// pause, can succeed (a sequencer that is not bootstrapped yet answers
+// UNAVAILABLE too).
+inline bool IsTransient(const Status& st) {
+  switch (st.code()) {
+    case Code::kTimeout:
+    case Code::kUnavailable:
+    case Code::kOverloaded:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Errors that mean our layout is stale (or the server's is newer than the
+// sequencer's): refresh the layout and start the operation again.
+inline bool IsEpochError(const Status& st) {
+  return st.code() == Code::kWrongEpoch || st.code() == Code::kSealed;
+}
+
+// Exponential backoff with jitter: 1 ms doubling to `max`, each pause drawn
+// from [d/2, d]. Not thread-safe; one per retry loop.
+class Backoff {
+ public:
+  Backoff(Random* random, int64_t max_nanos) : random_(random), max_nanos_(max_nanos) {}
+  int64_t NextNanos() {
+    int64_t d = delay_nanos_;
+    delay_nanos_ = std::min(delay_nanos_ * 2, max_nanos_);
+    const uint64_t half = static_cast<uint64_t>(d / 2);
+    return static_cast<int64_t>(half + (half == 0 ? 0 : random_->Uniform(half + 1)));
+  }
+
+ private:
+  Random* random_;
+  int64_t max_nanos_;
+  int64_t delay_nanos_ = 1'000'000;
+};
+
+}  // namespace tally::client::internal

@@ -1,0 +1,417 @@
+#include "local.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <iostream>
+#include <thread>
+
+#include "json.h"
+#include "local_cluster.h"
+#include "tally/net/tcp_transport.h"
+#include "tally/net/typed.h"
+#include "tally/proto/logunit.pb.h"
+#include "tally/proto/sequencer.pb.h"
+
+namespace tally::ctl {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr milliseconds kProbeTimeout{1000};
+constexpr milliseconds kStopGrace{10000};
+constexpr int kUpAttempts = 3;
+
+template <typename Resp, typename Req>
+Status Probe(net::Transport& transport, const std::string& endpoint, const char* method,
+             const Req& req) {
+  auto done = std::make_shared<std::promise<Status>>();
+  auto f = done->get_future();
+  net::CallOptions options;
+  options.timeout = kProbeTimeout;
+  net::CallTyped<Resp>(*transport.Connect(endpoint), method, req, options,
+                       [done](Result<Resp> r) { done->set_value(r.status()); });
+  return f.get();
+}
+
+// Whether `node` serves: log.tail answers (log role) and, for the
+// sequencer, seq.tail answers (it is bootstrapped).
+Status ProbeNode(net::Transport& transport, const LocalCluster& c, const LocalNode& node) {
+  bool log_role = false;
+  for (const auto& r : node.roles) log_role |= r == "log";
+  if (log_role) {
+    proto::TailRequest req;
+    req.set_epoch(c.epoch);
+    Status st = Probe<proto::TailResponse>(transport, node.endpoint, "log.tail", req);
+    if (!st.ok()) return st.WithContext("log.tail");
+  }
+  if (node.sequencer()) {
+    proto::seq::TailRequest req;
+    req.set_epoch(c.epoch);
+    Status st = Probe<proto::seq::TailResponse>(transport, node.endpoint, "seq.tail", req);
+    if (!st.ok()) return st.WithContext("seq.tail");
+  }
+  return Status::OK();
+}
+
+std::string ReadyFile(const LocalCluster& c, const LocalNode& n) {
+  return c.dir + "/node-" + std::to_string(n.id) + ".ready";
+}
+
+std::string NodeLabel(const LocalNode& n) {
+  return "node " + std::to_string(n.id) + " (" + n.endpoint + ")";
+}
+
+// Waits until every node in `ids` serves. A node whose process exits fails
+// the wait at once; *bind_failed says whether it could not take its port.
+Status WaitServing(net::Transport& transport, const LocalCluster& c,
+                   const std::vector<uint64_t>& ids, milliseconds timeout, bool* bind_failed) {
+  *bind_failed = false;
+  auto deadline = Clock::now() + timeout;
+  std::vector<uint64_t> waiting = ids;
+  std::map<uint64_t, Status> last;
+  while (!waiting.empty()) {
+    std::vector<uint64_t> still;
+    for (uint64_t id : waiting) {
+      const LocalNode& n = *c.Find(id);
+      if (!NodeProcessAlive(n)) {
+        std::string line = LastLogLine(n.log_file);
+        *bind_failed = line.find("listening on") != std::string::npos;
+        return Unavailable(NodeLabel(n) + " exited while starting: " + line + "; see " +
+                           n.log_file);
+      }
+      Status st = ProbeNode(transport, c, n);
+      if (!st.ok()) {
+        last[id] = st;
+        still.push_back(id);
+      }
+    }
+    waiting = std::move(still);
+    if (waiting.empty()) break;
+    if (Clock::now() >= deadline) {
+      const LocalNode& n = *c.Find(waiting.front());
+      return Timeout(NodeLabel(n) + " does not serve after " +
+                     std::to_string(timeout.count() / 1000) + " s (" + last[n.id].ToString() +
+                     "); see " + n.log_file);
+    }
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  return Status::OK();
+}
+
+std::string RolesJson(const LocalNode& n) {
+  std::string out = "[";
+  for (size_t i = 0; i < n.roles.size(); ++i) out += (i ? "," : "") + JsonString(n.roles[i]);
+  return out + "]";
+}
+
+std::string RolesText(const LocalNode& n) {
+  std::string out;
+  for (const auto& r : n.roles) out += (out.empty() ? "" : ",") + r;
+  return out;
+}
+
+// Prints every node: a table, or a JSON array of {id, endpoint, pid, roles, up}.
+void PrintNodes(net::Transport& transport, const LocalCluster& c, bool json) {
+  std::string out = json ? "[" : "";
+  if (!json) {
+    char header[160];
+    std::snprintf(header, sizeof(header), "%-4s %-22s %-8s %-15s %-6s %s\n", "ID", "ENDPOINT",
+                  "PID", "ROLES", "STATE", "LOG");
+    out += header;
+  }
+  for (size_t i = 0; i < c.nodes.size(); ++i) {
+    const LocalNode& n = c.nodes[i];
+    bool up = NodeProcessAlive(n) && ProbeNode(transport, c, n).ok();
+    if (json) {
+      out += (i ? "," : "") + JsonObject()
+                                  .Add("id", n.id)
+                                  .Add("endpoint", n.endpoint)
+                                  .Add("pid", static_cast<uint64_t>(n.pid))
+                                  .AddRaw("roles", RolesJson(n))
+                                  .Add("up", up)
+                                  .Add("log", n.log_file)
+                                  .str();
+    } else {
+      char line[512];
+      std::snprintf(line, sizeof(line), "%-4llu %-22s %-8lld %-15s %-6s %s\n",
+                    static_cast<unsigned long long>(n.id), n.endpoint.c_str(),
+                    static_cast<long long>(n.pid), RolesText(n).c_str(), up ? "up" : "down",
+                    n.log_file.c_str());
+      out += line;
+    }
+  }
+  std::cout << out << (json ? "]\n" : "");
+}
+
+int Fail(bool json, const Status& st) {
+  if (json) {
+    std::cout << JsonObject()
+                     .Add("error", CodeName(st.code()))
+                     .Add("message", st.message())
+                     .Add("retryable", st.retryable())
+                     .str()
+              << "\n";
+  } else {
+    std::cerr << "tallyctl local: " << st.ToString() << "\n";
+  }
+  return 1;
+}
+
+// Starts the nodes `ids` of `c` (recording their pids in cluster.json).
+Status SpawnNodes(LocalCluster& c, const std::vector<uint64_t>& ids) {
+  for (uint64_t id : ids) {
+    LocalNode& n = *c.Find(id);
+    auto pid = SpawnNode(c, n, ReadyFile(c, n));
+    if (!pid.ok()) return pid.status().WithContext("starting " + NodeLabel(n));
+    n.pid = *pid;
+  }
+  return WriteCluster(c);
+}
+
+std::vector<uint64_t> AllIds(const LocalCluster& c) {
+  std::vector<uint64_t> ids;
+  for (const auto& n : c.nodes) ids.push_back(n.id);
+  return ids;
+}
+
+// Kills every running node of `c` at once (a failed `up` attempt).
+void KillAll(const LocalCluster& c) {
+  for (const auto& n : c.nodes) SignalNode(n, SIGKILL);
+  for (const auto& n : c.nodes) WaitNodeGone(n, milliseconds(5000));
+}
+
+// A fresh cluster of `flags` nodes in `dir`, retried when a picked port was
+// taken before its node could bind it.
+Result<LocalCluster> CreateCluster(net::Transport& transport, const std::string& dir,
+                                   uint32_t nodes, uint32_t stripes, uint32_t chain,
+                                   const std::string& server_bin, milliseconds wait) {
+  Status last;
+  for (int attempt = 1; attempt <= kUpAttempts; ++attempt) {
+    LocalCluster c;
+    c.dir = dir;
+    c.server_bin = server_bin;
+    c.layout_file = dir + "/layout.json";
+    std::vector<std::string> endpoints;
+    for (uint32_t i = 1; i <= nodes; ++i) {
+      auto port = PickFreePort();
+      if (!port.ok()) return port.status();
+      LocalNode n;
+      n.id = i;
+      n.endpoint = "127.0.0.1:" + std::to_string(*port);
+      n.roles =
+          i == 1 ? std::vector<std::string>{"log", "sequencer"} : std::vector<std::string>{"log"};
+      n.data_dir = dir + "/node-" + std::to_string(i);
+      n.log_file = dir + "/node-" + std::to_string(i) + ".log";
+      endpoints.push_back(n.endpoint);
+      c.nodes.push_back(std::move(n));
+    }
+    proto::Layout layout = MakeLayout(endpoints, stripes, chain);
+    c.epoch = layout.epoch();
+    TALLY_RETURN_IF_ERROR(WriteLayoutFile(layout, c.layout_file));
+    TALLY_RETURN_IF_ERROR(SpawnNodes(c, AllIds(c)));
+    bool bind_failed = false;
+    last = WaitServing(transport, c, AllIds(c), wait, &bind_failed);
+    if (last.ok()) return c;
+    if (!bind_failed) {
+      return Status(last.code(), last.message() +
+                                     "; the other nodes keep running: stop them with "
+                                     "`tallyctl local down --dir " +
+                                     dir + "`");
+    }
+    std::cerr << "tallyctl local: a picked port was taken (" << last.message()
+              << "); picking new ports\n";
+    KillAll(c);
+    for (const auto& n : c.nodes) std::filesystem::remove_all(n.data_dir);
+  }
+  return last.WithContext("after " + std::to_string(kUpAttempts) + " attempts");
+}
+
+}  // namespace
+
+LocalCommand::LocalCommand(CLI::App& app) {
+  local_ = app.add_subcommand("local",
+                              "run a development cluster of tally-server processes "
+                              "on loopback (up, status, down, kill, start)");
+  local_->require_subcommand(1);
+  auto dir = [this](CLI::App* sub) {
+    sub->add_option("--dir", flags_.dir, "the cluster's directory (layout, data, logs)")
+        ->required();
+  };
+  up_ = local_->add_subcommand("up",
+                               "start a local cluster (or restart a stopped one) and "
+                               "wait until it serves");
+  dir(up_);
+  up_->add_option("--nodes", flags_.nodes, "number of nodes")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  up_->add_option("--stripes", flags_.stripes, "stripes of the layout (default: one per node)")
+      ->check(CLI::Range(1, 1024));
+  up_->add_option("--chain", flags_.chain, "replicas per stripe (default: min(3, nodes))")
+      ->check(CLI::Range(1, 64));
+  up_->add_option("--wait-s", flags_.wait_s, "seconds to wait for the cluster to serve")
+      ->capture_default_str();
+  up_->add_option("--server-bin", flags_.server_bin,
+                  "the tally-server binary (default: next to tallyctl)");
+  status_ = local_->add_subcommand("status", "show each node: endpoint, pid, roles, up/down");
+  dir(status_);
+  down_ = local_->add_subcommand("down",
+                                 "stop every node (SIGTERM, then SIGKILL after 10 s); "
+                                 "data is kept");
+  dir(down_);
+  kill_ = local_->add_subcommand("kill", "SIGKILL one node (a crash)");
+  kill_->add_option("NODE", flags_.node, "node id")->required();
+  dir(kill_);
+  start_ = local_->add_subcommand("start",
+                                  "start one stopped node again on its data and port, "
+                                  "and wait until it serves");
+  start_->add_option("NODE", flags_.node, "node id")->required();
+  start_->add_option("--wait-s", flags_.wait_s, "seconds to wait for the node to serve")
+      ->capture_default_str();
+  dir(start_);
+}
+
+bool LocalCommand::selected() const { return local_->parsed(); }
+
+int LocalCommand::Run(bool json) {
+  net::TcpTransport transport;
+  const std::string& dir = flags_.dir;
+  const milliseconds wait(uint64_t{flags_.wait_s} * 1000);
+
+  if (up_->parsed()) {
+    auto existing = ReadCluster(dir);
+    if (existing.ok()) {
+      std::string running;
+      for (const auto& n : existing->nodes) {
+        if (NodeProcessAlive(n)) running += (running.empty() ? "" : ", ") + std::to_string(n.id);
+      }
+      if (!running.empty()) {
+        return Fail(json,
+                    FailedPrecondition(dir + " already has a running cluster (nodes " + running +
+                                       " up); stop it with `tallyctl local down "
+                                       "--dir " +
+                                       dir + "` or use another --dir"));
+      }
+      // A stopped cluster: start every node again on its data.
+      Status st = SpawnNodes(*existing, AllIds(*existing));
+      bool bind_failed = false;
+      if (st.ok()) st = WaitServing(transport, *existing, AllIds(*existing), wait, &bind_failed);
+      if (!st.ok()) return Fail(json, st);
+    } else if (existing.status().code() != Code::kNotFound) {
+      return Fail(json, existing.status());
+    } else {
+      uint32_t chain = flags_.chain ? flags_.chain : std::min<uint32_t>(3, flags_.nodes);
+      uint32_t stripes = flags_.stripes ? flags_.stripes : flags_.nodes;
+      if (chain > flags_.nodes) {
+        return Fail(
+            json, InvalidArgument("--chain " + std::to_string(chain) + " exceeds --nodes " +
+                                  std::to_string(flags_.nodes) + "; a chain holds each node once"));
+      }
+      std::string bin = flags_.server_bin.empty() ? DefaultServerBinary() : flags_.server_bin;
+      if (access(bin.c_str(), X_OK) != 0) {
+        return Fail(json, NotFound("tally-server binary " + bin +
+                                   " is missing or not executable; build it or pass "
+                                   "--server-bin PATH"));
+      }
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      if (ec) return Fail(json, IoError("cannot create " + dir + ": " + ec.message()));
+      auto created = CreateCluster(transport, std::filesystem::absolute(dir).string(), flags_.nodes,
+                                   stripes, chain, bin, wait);
+      if (!created.ok()) return Fail(json, created.status());
+      existing = std::move(created);
+    }
+    PrintNodes(transport, *existing, json);
+    if (!json) {
+      std::cout << "layout: " << existing->layout_file << "\n"
+                << "export TALLY_ENDPOINTS=" << existing->Endpoints() << "\n";
+    }
+    return 0;
+  }
+
+  auto cluster = ReadCluster(dir);
+  if (!cluster.ok()) return Fail(json, cluster.status());
+  LocalCluster& c = *cluster;
+
+  if (status_->parsed()) {
+    PrintNodes(transport, c, json);
+    return 0;
+  }
+  if (down_->parsed()) {
+    size_t stopped = 0;
+    for (const auto& n : c.nodes) stopped += SignalNode(n, SIGTERM) ? 1 : 0;
+    auto deadline = Clock::now() + kStopGrace;
+    std::string killed;
+    for (const auto& n : c.nodes) {
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+      if (WaitNodeGone(n, std::max(left, milliseconds(0)))) continue;
+      SignalNode(n, SIGKILL);
+      killed += (killed.empty() ? "" : ", ") + std::to_string(n.id);
+    }
+    std::string stuck;
+    for (const auto& n : c.nodes) {
+      if (!WaitNodeGone(n, milliseconds(5000))) stuck += " " + std::to_string(n.pid);
+    }
+    if (!stuck.empty()) {
+      return Fail(json, Internal("processes still running after SIGKILL (pids" + stuck +
+                                 "); check them with ps"));
+    }
+    if (json) {
+      std::cout << JsonObject().Add("stopped", uint64_t{stopped}).Add("killed", killed).str()
+                << "\n";
+    } else {
+      std::cout << "stopped " << stopped << " node(s)"
+                << (killed.empty() ? "" : " (SIGKILL after 10 s: nodes " + killed + ")")
+                << "; data kept in " << c.dir << "\n";
+    }
+    return 0;
+  }
+
+  LocalNode* n = c.Find(flags_.node);
+  if (n == nullptr) {
+    return Fail(json, NotFound("no node " + std::to_string(flags_.node) + " in " + dir +
+                               "; `tallyctl local status --dir " + dir + "` lists the nodes"));
+  }
+  if (kill_->parsed()) {
+    if (!SignalNode(*n, SIGKILL)) {
+      return Fail(json, FailedPrecondition(NodeLabel(*n) + " is not running"));
+    }
+    if (!WaitNodeGone(*n, milliseconds(5000))) {
+      return Fail(json, Internal(NodeLabel(*n) + " (pid " + std::to_string(n->pid) +
+                                 ") survived SIGKILL for 5 s"));
+    }
+    std::cout << (json ? JsonObject().Add("killed", n->id).str()
+                       : "killed node " + std::to_string(n->id) + " (pid " +
+                             std::to_string(n->pid) + ")")
+              << "\n";
+    return 0;
+  }
+  if (start_->parsed()) {
+    if (NodeProcessAlive(*n)) {
+      return Fail(json, FailedPrecondition(NodeLabel(*n) + " is already running (pid " +
+                                           std::to_string(n->pid) + ")"));
+    }
+    Status st = SpawnNodes(c, {n->id});
+    bool bind_failed = false;
+    if (st.ok()) st = WaitServing(transport, c, {n->id}, wait, &bind_failed);
+    if (!st.ok()) {
+      if (bind_failed) {
+        st = st.WithContext("its port is taken by another process; free it and retry");
+      }
+      return Fail(json, st);
+    }
+    std::cout << (json ? JsonObject().Add("started", n->id).Add("pid", uint64_t(n->pid)).str()
+                       : "started " + NodeLabel(*n) + ", pid " + std::to_string(n->pid))
+              << "\n";
+    return 0;
+  }
+  return 2;
+}
+
+}  // namespace tally::ctl

@@ -1,0 +1,181 @@
+#include "unit_commands.h"
+
+#include <iostream>
+
+#include "json.h"
+#include "tally/client/log_unit_client.h"
+#include "tally/net/tcp_transport.h"
+
+namespace tally::ctl {
+namespace {
+
+class UnitClient {
+ public:
+  explicit UnitClient(const Globals& g)
+      : g_(g),
+        client_(transport_.Connect(g.EndpointList().at(0)), Epoch(g.epoch),
+                std::chrono::milliseconds(g.timeout_ms)) {}
+
+  int Write(uint64_t address, const std::string& data, const std::vector<std::string>& streams) {
+    proto::LogEntry e;
+    e.set_address(address);
+    e.set_type(proto::DATA);
+    e.set_payload(data);
+    for (const auto& name : streams) {
+      StreamId id = StreamId::FromName(name);
+      auto* s = e.add_streams();
+      s->set_hi(id.hi);
+      s->set_lo(id.lo);
+    }
+    Status st = client_.Write(e);
+    if (!st.ok()) return Fail(g_, st);
+    if (g_.json()) {
+      std::cout << JsonObject().Add("address", address).str() << "\n";
+    } else {
+      std::cout << address << "\n";
+    }
+    return 0;
+  }
+
+  int Read(uint64_t address) {
+    auto r = client_.Read(Address(address));
+    if (!r.ok()) {
+      Code c = r.status().code();
+      if (c == Code::kUnwritten) return NoData(g_, address, "unwritten");
+      if (c == Code::kTrimmed) return NoData(g_, address, "trimmed");
+      return Fail(g_, r.status());
+    }
+    if (r->type() == proto::HOLE) return NoData(g_, address, "hole");
+    if (g_.json()) {
+      std::cout << EntryJson(*r) << "\n";
+    } else {
+      std::cout << r->payload() << "\n";
+    }
+    return kExitOk;
+  }
+
+  int Scan(uint64_t from, uint64_t to) {
+    std::string json = "[";
+    bool first = true;
+    uint64_t next = from;
+    while (next < to) {
+      auto r = client_.ReadRange(Address(next), Address(to));
+      if (!r.ok()) return Fail(g_, r.status());
+      for (const auto& e : r->entries()) {
+        if (g_.json()) {
+          if (!first) json += ",";
+          json += EntryJson(e);
+          first = false;
+        } else if (e.type() == proto::HOLE) {
+          std::cout << e.address() << "\t(hole)\n";
+        } else {
+          std::cout << e.address() << "\t" << e.payload() << "\n";
+        }
+      }
+      if (r->next() <= next) break;
+      next = r->next();
+    }
+    if (g_.json()) std::cout << json << "]\n";
+    return 0;
+  }
+
+  int Tail() {
+    auto r = client_.Tail();
+    if (!r.ok()) return Fail(g_, r.status());
+    if (g_.json()) {
+      std::cout << JsonObject()
+                       .Add("local_tail", r->local_tail())
+                       .Add("trim_mark", r->trim_mark())
+                       .Add("sealed_epoch", r->sealed_epoch())
+                       .Add("entries", r->entries())
+                       .str()
+                << "\n";
+    } else {
+      std::cout << "local tail " << r->local_tail() << " (trim mark " << r->trim_mark()
+                << ", sealed epoch " << r->sealed_epoch() << ", " << r->entries() << " entries)\n";
+    }
+    return 0;
+  }
+
+  int Seal(uint64_t epoch) {
+    auto r = client_.Seal(Epoch(epoch));
+    if (!r.ok()) return Fail(g_, r.status());
+    if (g_.json()) {
+      std::cout << JsonObject()
+                       .Add("sealed_epoch", r->sealed_epoch())
+                       .Add("local_tail", r->local_tail())
+                       .str()
+                << "\n";
+    } else {
+      std::cout << "sealed at epoch " << r->sealed_epoch() << " (local tail " << r->local_tail()
+                << ")\n";
+    }
+    return 0;
+  }
+
+  int Trim(uint64_t address) {
+    auto r = client_.Trim(Address(address));
+    if (!r.ok()) return Fail(g_, r.status());
+    if (g_.json()) {
+      std::cout << JsonObject().Add("trim_mark", *r).str() << "\n";
+    } else {
+      std::cout << "trim mark " << *r << "\n";
+    }
+    return 0;
+  }
+
+  int FillHole(uint64_t address) {
+    Status st = client_.FillHole(Address(address));
+    if (!st.ok()) return Fail(g_, st);
+    std::cout << (g_.json() ? JsonObject().Add("hole", address).str() : std::to_string(address))
+              << "\n";
+    return 0;
+  }
+
+ private:
+  const Globals& g_;
+  net::TcpTransport transport_;
+  client::LogUnitClient client_;
+};
+
+}  // namespace
+
+UnitCommands::UnitCommands(CLI::App& app, const Globals& g) : g_(g) {
+  unit_ = app.add_subcommand("unit", "talk to one log unit directly (first of --endpoints)");
+  unit_->require_subcommand(1);
+  write_ = unit_->add_subcommand("write", "write DATA at ADDRESS (write-once)");
+  write_->add_option("ADDRESS", address_)->required();
+  write_->add_option("DATA", data_)->required();
+  write_->add_option("--stream", streams_, "tag the entry with a stream (repeatable)");
+  read_ = unit_->add_subcommand("read", "print the entry at ADDRESS");
+  read_->add_option("ADDRESS", address_)->required();
+  scan_ = unit_->add_subcommand("scan", "print the entries this unit holds in [FROM, TO)");
+  scan_->add_option("FROM", address_)->required();
+  scan_->add_option("TO", to_)->required();
+  tail_ = unit_->add_subcommand("tail", "show the unit's local tail, trim mark and epoch");
+  seal_ = unit_->add_subcommand("seal", "seal the unit at EPOCH: older epochs are refused");
+  seal_->add_option("EPOCH", epoch_)->required();
+  trim_ = unit_->add_subcommand("trim", "prefix-trim everything below ADDRESS on this unit");
+  trim_->add_option("ADDRESS", address_)->required();
+  hole_ = unit_->add_subcommand("fill-hole", "fill ADDRESS with a hole");
+  hole_->add_option("ADDRESS", address_)->required();
+}
+
+std::optional<int> UnitCommands::Run() {
+  if (!*unit_) return std::nullopt;
+  if (g_.EndpointList().empty()) {
+    std::cerr << "tallyctl: no endpoint; pass --endpoints HOST:PORT or set TALLY_ENDPOINTS\n";
+    return kExitUsage;
+  }
+  UnitClient c(g_);
+  if (*write_) return c.Write(address_, data_, streams_);
+  if (*read_) return c.Read(address_);
+  if (*scan_) return c.Scan(address_, to_);
+  if (*tail_) return c.Tail();
+  if (*seal_) return c.Seal(epoch_);
+  if (*trim_) return c.Trim(address_);
+  if (*hole_) return c.FillHole(address_);
+  return kExitUsage;
+}
+
+}  // namespace tally::ctl

@@ -1,0 +1,128 @@
+// The chain protocol (chain.cc) over a fake ReplicaIo: no sockets, no
+// threads, virtual time.
+
+#include "chain.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace tally::client::internal {
+namespace {
+
+// Units as maps of address -> entry; time advances only by SleepNanos.
+class FakeIo final : public ReplicaIo {
+ public:
+  Result<std::vector<Status>> WriteBatch(const std::string& unit,
+                                         const std::vector<proto::LogEntry>& entries) override {
+    std::vector<Status> out;
+    for (const auto& e : entries) out.push_back(Write(unit, e));
+    return out;
+  }
+  Status Write(const std::string& unit, const proto::LogEntry& entry) override {
+    writes++;
+    auto& held = units[unit];
+    if (held.count(entry.address()) != 0) return AlreadyWritten("taken");
+    held[entry.address()] = entry;
+    return Status::OK();
+  }
+  Result<proto::LogEntry> Read(const std::string& unit, Address address) override {
+    auto& held = units[unit];
+    auto it = held.find(address.value());
+    if (it == held.end()) return Unwritten("nothing");
+    return it->second;
+  }
+  Status FillHole(const std::string& unit, Address address) override {
+    proto::LogEntry hole;
+    hole.set_address(address.value());
+    hole.set_type(proto::HOLE);
+    return Write(unit, hole);
+  }
+  Result<Address> GlobalTail() override { return global_tail; }
+  Epoch epoch() override { return Epoch(0); }
+  int64_t NowNanos() override { return now; }
+  void SleepNanos(int64_t nanos) override { now += nanos; }
+
+  std::map<std::string, std::map<uint64_t, proto::LogEntry>> units;
+  Address global_tail{100};
+  int64_t now = 0;
+  int writes = 0;
+};
+
+proto::LogEntry Data(uint64_t a, const std::string& payload) {
+  proto::LogEntry e;
+  e.set_address(a);
+  e.set_type(proto::DATA);
+  e.set_payload(payload);
+  return e;
+}
+
+const Chain kChain = {"h", "m", "t"};
+
+TEST(ChainTest, WriteGoesHeadToTail) {
+  FakeIo io;
+  auto st = WriteChain(io, kChain, {Data(1, "x"), Data(2, "y")}, nullptr);
+  ASSERT_EQ(st.size(), 2u);
+  EXPECT_TRUE(st[0].ok() && st[1].ok());
+  for (const auto& u : kChain) EXPECT_EQ(io.units[u].size(), 2u) << u;
+}
+
+TEST(ChainTest, RetryOfOwnWriteCarriesOn) {
+  FakeIo io;
+  io.units["h"][1] = Data(1, "x");  // an earlier attempt of ours reached the head
+  auto st = WriteChain(io, kChain, {Data(1, "x")}, nullptr);
+  EXPECT_TRUE(st[0].ok()) << st[0].ToString();
+  EXPECT_EQ(io.units["t"][1].payload(), "x");
+}
+
+TEST(ChainTest, HoleAtHeadMeansLostRace) {
+  FakeIo io;
+  ASSERT_TRUE(io.FillHole("h", Address(1)).ok());
+  ChainCounters counters;
+  auto st = WriteChain(io, kChain, {Data(1, "x")}, &counters);
+  EXPECT_EQ(st[0].code(), Code::kAlreadyWritten) << st[0].ToString();
+  EXPECT_EQ(counters.lost_races.load(), 1u);
+  EXPECT_TRUE(io.units["m"].empty()) << "a lost write must not go down the chain";
+}
+
+TEST(ChainTest, DifferentEntryDownTheChainIsInternal) {
+  FakeIo io;
+  io.units["m"][1] = Data(1, "other");
+  auto st = WriteChain(io, kChain, {Data(1, "x")}, nullptr);
+  EXPECT_EQ(st[0].code(), Code::kInternal) << st[0].ToString();
+  EXPECT_NE(st[0].message().find("address 1"), std::string::npos);
+}
+
+TEST(ChainTest, ReadWaitsThenFillsAHoleThroughTheChain) {
+  FakeIo io;
+  ReadOptions ro;
+  ro.hole_fill_timeout_nanos = 200'000'000;
+  ChainCounters counters;
+  auto e = ReadChain(io, kChain, Address(5), ro, &counters);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(e->type(), proto::HOLE);
+  EXPECT_GE(io.now, ro.hole_fill_timeout_nanos);
+  for (const auto& u : kChain) EXPECT_EQ(io.units[u][5].type(), proto::HOLE) << u;
+  EXPECT_EQ(counters.holes_filled.load(), 1u);
+}
+
+TEST(ChainTest, ReadAboveGlobalTailIsUnwrittenAtOnce) {
+  FakeIo io;
+  auto e = ReadChain(io, kChain, Address(100), ReadOptions(), nullptr);
+  EXPECT_EQ(e.status().code(), Code::kUnwritten);
+  EXPECT_EQ(io.now, 0);
+  EXPECT_EQ(io.writes, 0);
+}
+
+TEST(ChainTest, ReadCompletesFromTheHead) {
+  FakeIo io;
+  io.units["h"][3] = Data(3, "half");
+  auto e = ReadChain(io, kChain, Address(3), ReadOptions(), nullptr);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->payload(), "half");
+  EXPECT_EQ(io.units["t"][3].payload(), "half");
+  EXPECT_EQ(io.now, 0) << "no wait when the head holds the entry";
+}
+
+}  // namespace
+}  // namespace tally::client::internal

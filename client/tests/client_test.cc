@@ -1,0 +1,399 @@
+// The client runtime against an in-process cluster: log units on in-memory
+// files, a sequencer, all behind net::InProcessNetwork. Covers chain writes,
+// striping, batching, hole filling, the writer/reader race, chain
+// completion, range and stream reads, and an unreachable log unit.
+
+#include "tally/client/client.h"
+
+#include <gtest/gtest.h>
+#include <rocksdb/env.h>
+
+#include <atomic>
+#include <future>
+#include <set>
+#include <thread>
+
+#include "rpc.h"
+#include "tally/base/mem_env.h"
+#include "tally/client/log_unit_client.h"
+#include "tally/client/stream_reader.h"
+#include "tally/log/log_unit.h"
+#include "tally/net/inproc_transport.h"
+#include "tally/proto/sequencer.pb.h"
+#include "tally/sequencer/sequencer_service.h"
+
+namespace tally::client {
+namespace {
+
+using namespace std::chrono_literals;
+
+const StreamId kA = StreamId::FromName("a");
+const StreamId kB = StreamId::FromName("b");
+
+// `units` log units "lu0".. and a sequencer "seq", bootstrapped at epoch 0.
+class Cluster {
+ public:
+  explicit Cluster(int units) : mem_env_(rocksdb::NewMemEnv(rocksdb::Env::Default())) {
+    Env base = DefaultEnv();
+    for (int i = 0; i < units; ++i) {
+      const std::string name = "lu" + std::to_string(i);
+      log::LogUnitOptions o;
+      o.store.dir = "/" + name;
+      o.store.env = Env{base.clock, base.random, &fs_};
+      o.store.metadata_env = mem_env_.get();
+      auto unit = log::LogUnit::Open(o);
+      EXPECT_TRUE(unit.ok()) << unit.status().ToString();
+      units_.push_back(std::move(*unit));
+      registries_.push_back(std::make_unique<net::ServiceRegistry>());
+      units_.back()->Register(*registries_.back());
+      Serve(name, registries_.back().get());
+    }
+    EXPECT_TRUE(sequencer_.Bootstrap(Epoch(0), Address(0), {}).ok());
+    seq_service_.Register(seq_registry_);
+    Serve("seq", &seq_registry_);
+  }
+
+  ~Cluster() {
+    servers_.clear();
+    for (auto& u : units_) u->Flush();
+  }
+
+  // A layout of `stripes` chains; stripe k is units [k*len, (k+1)*len).
+  proto::Layout MakeLayout(int stripes, int chain_length) const {
+    proto::Layout l;
+    l.set_epoch(0);
+    l.add_sequencers("seq");
+    auto* seg = l.add_segments();
+    for (int k = 0; k < stripes; ++k) {
+      auto* stripe = seg->add_stripes();
+      for (int j = 0; j < chain_length; ++j) {
+        stripe->add_log_units("lu" + std::to_string(k * chain_length + j));
+      }
+    }
+    return l;
+  }
+
+  ClientOptions Options(net::Transport* t, proto::Layout layout) const {
+    ClientOptions o;
+    o.transport = t;
+    o.layout = std::move(layout);
+    o.rpc_timeout = 2000ms;
+    o.hole_fill_timeout = 100ms;
+    o.retry_deadline = 5000ms;
+    o.principal = "test";
+    return o;
+  }
+
+  std::unique_ptr<net::Transport> Transport(const std::string& name) {
+    return net_.MakeTransport(name);
+  }
+
+  // A blocking client of one log unit, bypassing the runtime.
+  LogUnitClient Unit(int i) {
+    if (!admin_) admin_ = net_.MakeTransport("admin");
+    return LogUnitClient(admin_->Connect("lu" + std::to_string(i)), Epoch(0));
+  }
+
+  // Takes a token directly from the sequencer, as a writer that then stalls.
+  Address TakeToken() {
+    if (!admin_) admin_ = net_.MakeTransport("admin");
+    proto::seq::NextRequest req;
+    req.set_epoch(0);
+    req.set_count(1);
+    auto r = internal::CallSync<proto::seq::NextResponse>(*admin_->Connect("seq"), "seq.next", req,
+                                                          2000ms);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return Address(r->first_address());
+  }
+
+  net::InProcessNetwork& net() { return net_; }
+
+ private:
+  void Serve(const std::string& name, net::ServiceRegistry* registry) {
+    transports_.push_back(net_.MakeTransport(name));
+    auto server = transports_.back()->Listen(name, registry);
+    EXPECT_TRUE(server.ok()) << server.status().ToString();
+    servers_.push_back(std::move(*server));
+  }
+
+  net::InProcessNetwork net_;
+  MemFileSystem fs_;
+  std::unique_ptr<rocksdb::Env> mem_env_;
+  std::vector<std::unique_ptr<log::LogUnit>> units_;
+  std::vector<std::unique_ptr<net::ServiceRegistry>> registries_;
+  sequencer::Sequencer sequencer_;
+  sequencer::SequencerService seq_service_{&sequencer_};
+  net::ServiceRegistry seq_registry_;
+  std::vector<std::unique_ptr<net::Transport>> transports_;
+  std::vector<std::unique_ptr<net::Server>> servers_;
+  std::unique_ptr<net::Transport> admin_;
+};
+
+std::unique_ptr<Client> MakeClient(ClientOptions o) {
+  auto c = Client::Create(std::move(o));
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return std::move(*c);
+}
+
+proto::LogEntry DataEntry(Address a, const std::string& payload) {
+  proto::LogEntry e;
+  e.set_address(a.value());
+  e.set_type(proto::DATA);
+  e.set_payload(payload);
+  return e;
+}
+
+class ClientTest : public ::testing::Test {
+ protected:
+  ClientTest() : cluster_(3), transport_(cluster_.Transport("client")) {
+    client_ = MakeClient(cluster_.Options(transport_.get(), cluster_.MakeLayout(1, 3)));
+  }
+
+  Cluster cluster_;
+  std::unique_ptr<net::Transport> transport_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(ClientTest, AppendIsOnEveryReplicaAndReadsBack) {
+  auto a = client_->Append("hello", {kA});
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  auto e = client_->Read(*a);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(e->payload(), "hello");
+  EXPECT_EQ(e->type(), proto::DATA);
+  EXPECT_EQ(e->metadata().principal(), "test");
+  ASSERT_EQ(e->streams_size(), 1);
+  EXPECT_EQ(e->streams(0).lo(), kA.lo);
+  for (int i = 0; i < 3; ++i) {
+    auto r = cluster_.Unit(i).Read(*a);
+    ASSERT_TRUE(r.ok()) << "lu" << i << ": " << r.status().ToString();
+    EXPECT_EQ(r->payload(), "hello");
+  }
+  auto tail = client_->Tail();
+  ASSERT_TRUE(tail.ok());
+  EXPECT_EQ(*tail, a->next());
+  auto stream_tail = client_->StreamTail(kA);
+  ASSERT_TRUE(stream_tail.ok());
+  EXPECT_EQ(*stream_tail, *a);
+  auto none = client_->StreamTail(kB);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, kNoAddress);
+}
+
+TEST(ClientStripesTest, TwoStripesPlaceAddressesByModulo) {
+  Cluster cluster(6);
+  auto t = cluster.Transport("client");
+  auto client = MakeClient(cluster.Options(t.get(), cluster.MakeLayout(2, 3)));
+  std::vector<Address> addrs;
+  for (int i = 0; i < 6; ++i) {
+    auto a = client->Append("e" + std::to_string(i));
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    addrs.push_back(*a);
+  }
+  for (Address a : addrs) {
+    const int stripe = static_cast<int>(a.value() % 2);
+    for (int u = 0; u < 6; ++u) {
+      auto r = cluster.Unit(u).Read(a);
+      if (u / 3 == stripe) {
+        EXPECT_TRUE(r.ok()) << "address " << a.value() << " missing on lu" << u;
+      } else {
+        EXPECT_EQ(r.status().code(), Code::kUnwritten) << "address " << a.value() << " on lu" << u;
+      }
+    }
+    auto e = client->Read(a);
+    ASSERT_TRUE(e.ok());
+  }
+}
+
+TEST_F(ClientTest, ConcurrentAppendsAreBatchedAndDistinct) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 25;
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::map<uint64_t, std::string> written;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string payload = std::to_string(t) + "/" + std::to_string(i);
+        auto a = client_->Append(payload, {kA});
+        if (!a.ok()) {
+          failures++;
+          continue;
+        }
+        std::lock_guard lock(mu);
+        EXPECT_TRUE(written.emplace(a->value(), payload).second) << "address reused";
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  ASSERT_EQ(written.size(), size_t{kThreads * kPerThread});
+  for (const auto& [addr, payload] : written) {
+    auto e = client_->Read(Address(addr));
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    EXPECT_EQ(e->payload(), payload);
+  }
+  ClientStats s = client_->stats();
+  EXPECT_EQ(s.appends, uint64_t{kThreads * kPerThread});
+  EXPECT_LT(s.sequencer_calls, s.appends) << "no batching happened";
+}
+
+TEST_F(ClientTest, ReaderFillsAHoleAndTheStalledWriterLoses) {
+  Address t = cluster_.TakeToken();
+  auto e = client_->Read(t);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(e->type(), proto::HOLE);
+  EXPECT_EQ(client_->stats().holes_filled, 1u);
+  for (int i = 0; i < 3; ++i) {
+    auto r = cluster_.Unit(i).Read(t);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->type(), proto::HOLE) << "lu" << i;
+  }
+  // The writer that held the token now fails at the head.
+  Status st = cluster_.Unit(0).Write(DataEntry(t, "late"));
+  EXPECT_EQ(st.code(), Code::kAlreadyWritten) << st.ToString();
+}
+
+TEST_F(ClientTest, AppendThatLosesItsTokenRetriesAtANewOne) {
+  // The writer's requests to the chain head arrive late, so a reader fills
+  // its token with a hole first.
+  cluster_.net().SetLinkPolicy([](std::string_view from, std::string_view to) {
+    return from == "writer" && to == "lu0" ? net::LinkAction::Delay(400'000'000)
+                                           : net::LinkAction::Deliver();
+  });
+  auto wt = cluster_.Transport("writer");
+  auto writer = MakeClient(cluster_.Options(wt.get(), cluster_.MakeLayout(1, 3)));
+  auto start_tail = client_->Tail();
+  ASSERT_TRUE(start_tail.ok());
+  auto pending = std::async(std::launch::async, [&] { return writer->Append("w"); });
+  // Wait until the writer holds its token.
+  while (true) {
+    auto tail = client_->Tail();
+    ASSERT_TRUE(tail.ok());
+    if (*tail > *start_tail) break;
+    std::this_thread::sleep_for(1ms);
+  }
+  auto hole = client_->Read(*start_tail);
+  ASSERT_TRUE(hole.ok()) << hole.status().ToString();
+  EXPECT_EQ(hole->type(), proto::HOLE);
+
+  auto a = pending.get();
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_GT(*a, *start_tail);
+  EXPECT_EQ(writer->stats().lost_races, 1u);
+  cluster_.net().SetLinkPolicy(nullptr);
+  auto e = client_->Read(*a);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(e->payload(), "w");
+}
+
+TEST_F(ClientTest, ReadCompletesAHalfWrittenChain) {
+  Address t = cluster_.TakeToken();
+  ASSERT_TRUE(cluster_.Unit(0).Write(DataEntry(t, "half")).ok());
+  EXPECT_EQ(cluster_.Unit(2).Read(t).status().code(), Code::kUnwritten);
+  auto e = client_->Read(t);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(e->payload(), "half");
+  EXPECT_EQ(client_->stats().chains_completed, 1u);
+  EXPECT_EQ(client_->stats().holes_filled, 0u);
+  for (int i = 1; i < 3; ++i) {
+    auto r = cluster_.Unit(i).Read(t);
+    ASSERT_TRUE(r.ok()) << "lu" << i << ": " << r.status().ToString();
+    EXPECT_EQ(r->payload(), "half");
+  }
+}
+
+TEST_F(ClientTest, AddressAboveTheTailIsUnwrittenWithoutAHole) {
+  ASSERT_TRUE(client_->Append("x").ok());
+  auto tail = client_->Tail();
+  ASSERT_TRUE(tail.ok());
+  auto e = client_->Read(Address(tail->value() + 5));
+  EXPECT_EQ(e.status().code(), Code::kUnwritten) << e.status().ToString();
+  e = client_->Read(*tail);
+  EXPECT_EQ(e.status().code(), Code::kUnwritten) << e.status().ToString();
+  EXPECT_EQ(client_->stats().holes_filled, 0u);
+  EXPECT_EQ(cluster_.Unit(0).Read(*tail).status().code(), Code::kUnwritten);
+}
+
+TEST_F(ClientTest, ReadRangeReturnsEntriesAndHolesInOrder) {
+  auto first = client_->Append("r0");
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(client_->Append("r1").ok());
+  Address hole = cluster_.TakeToken();  // never written: a hole
+  Address half = cluster_.TakeToken();  // only on the head
+  ASSERT_TRUE(cluster_.Unit(0).Write(DataEntry(half, "r3")).ok());
+  ASSERT_TRUE(client_->Append("r4").ok());
+  auto range = client_->ReadRange(*first, Address(first->value() + 100));
+  ASSERT_TRUE(range.ok()) << range.status().ToString();
+  ASSERT_EQ(range->size(), 5u);
+  for (size_t i = 0; i < range->size(); ++i) {
+    EXPECT_EQ((*range)[i].address(), first->value() + i);
+  }
+  EXPECT_EQ((*range)[0].payload(), "r0");
+  EXPECT_EQ((*range)[1].payload(), "r1");
+  EXPECT_EQ((*range)[2].type(), proto::HOLE);
+  EXPECT_EQ((*range)[2].address(), hole.value());
+  EXPECT_EQ((*range)[3].payload(), "r3");
+  EXPECT_EQ((*range)[4].payload(), "r4");
+  EXPECT_EQ(client_->ReadRange(Address(5), Address(2)).status().code(), Code::kInvalidArgument);
+}
+
+TEST_F(ClientTest, StreamReaderFollowsOneStream) {
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(client_->Append("a" + std::to_string(i), {kA}).ok());
+    ASSERT_TRUE(client_->Append("b" + std::to_string(i), {kB}).ok());
+  }
+  ASSERT_TRUE(client_->Append("ab", {kA, kB}).ok());
+  StreamReader reader(client_.get(), kA);
+  std::vector<std::string> seen;
+  while (true) {
+    auto e = reader.Next();
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    if (!e->has_value()) break;
+    seen.push_back((*e)->payload());
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"a0", "a1", "a2", "a3", "ab"}));
+  // Following: new appends show up on the next call.
+  ASSERT_TRUE(client_->Append("b-late", {kB}).ok());
+  ASSERT_TRUE(client_->Append("a-late", {kA}).ok());
+  auto e = reader.Next();
+  ASSERT_TRUE(e.ok());
+  ASSERT_TRUE(e->has_value());
+  EXPECT_EQ((*e)->payload(), "a-late");
+  e = reader.Next();
+  ASSERT_TRUE(e.ok());
+  EXPECT_FALSE(e->has_value());
+}
+
+TEST_F(ClientTest, UnreachableLogUnitFailsAppendWithARetryableError) {
+  cluster_.net().SetLinkPolicy([](std::string_view, std::string_view to) {
+    return to == "lu2" ? net::LinkAction::Drop() : net::LinkAction::Deliver();
+  });
+  auto t = cluster_.Transport("client2");
+  ClientOptions o = cluster_.Options(t.get(), cluster_.MakeLayout(1, 3));
+  o.rpc_timeout = 100ms;
+  o.retry_deadline = 400ms;
+  auto client = MakeClient(o);
+  auto a = client->Append("lost");
+  ASSERT_FALSE(a.ok());
+  EXPECT_TRUE(a.status().retryable()) << a.status().ToString();
+  EXPECT_NE(a.status().message().find("lu2"), std::string::npos) << a.status().ToString();
+  EXPECT_NE(a.status().message().find("gave up"), std::string::npos) << a.status().ToString();
+  cluster_.net().SetLinkPolicy(nullptr);
+}
+
+TEST(ClientCreateTest, RefusesMissingTransportAndLayout) {
+  ClientOptions o;
+  EXPECT_EQ(Client::Create(o).status().code(), Code::kInvalidArgument);
+  net::InProcessNetwork net;
+  auto t = net.MakeTransport("c");
+  o.transport = t.get();
+  EXPECT_EQ(Client::Create(o).status().code(), Code::kInvalidArgument);
+  o.endpoints = {"nobody"};
+  o.rpc_timeout = 100ms;
+  EXPECT_EQ(Client::Create(o).status().code(), Code::kUnavailable);
+}
+
+}  // namespace
+}  // namespace tally::client

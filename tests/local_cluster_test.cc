@@ -1,0 +1,191 @@
+// `tallyctl local` end to end: a 3-node cluster of real tally-server
+// processes on loopback (log units on every node, the sequencer on node 1
+// bootstrapping itself), crash and restart of a log unit and of the
+// sequencer, and a clean `local down`. Every node is stopped in TearDown,
+// even when an assertion fails.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <future>
+#include <regex>
+#include <sstream>
+
+#include "process_util.h"
+#include "tally/net/tcp_transport.h"
+#include "tally/net/typed.h"
+#include "tally/proto/layout.pb.h"
+#include "tally/proto/sequencer.pb.h"
+
+namespace tally::testing {
+namespace {
+
+const std::string kCtl = TALLYCTL_BIN;
+
+// Whether `pid` is a live process (not gone, not a zombie).
+bool ProcessRunning(int64_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!stat || !std::getline(stat, line)) return false;
+  auto paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] != 'Z';
+}
+
+// Whether node `id` is "up" in `local status --output json` output.
+std::optional<bool> NodeUp(const std::string& json, int id) {
+  std::smatch m;
+  std::regex re("\\{\"id\":" + std::to_string(id) + ",[^}]*\"up\":(true|false)");
+  if (!std::regex_search(json, m, re)) return std::nullopt;
+  return m[1] == "true";
+}
+
+class LocalClusterTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    RunCommand(Local("down") + " 2>&1");
+    // Last resort: no process may outlive the test.
+    for (int64_t pid : RecordedPids()) {
+      if (ProcessRunning(pid)) kill(static_cast<pid_t>(pid), SIGKILL);
+    }
+  }
+
+  std::string Local(const std::string& sub, const std::string& args = "") {
+    return kCtl + " local " + sub + " " + args + " --dir " + dir_.path();
+  }
+
+  std::vector<int64_t> RecordedPids() {
+    std::ifstream in(dir_.path() + "/cluster.json");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string s = text.str();
+    std::vector<int64_t> pids;
+    std::regex re("\"pid\":\\s*(\\d+)");
+    for (auto it = std::sregex_iterator(s.begin(), s.end(), re); it != std::sregex_iterator();
+         ++it) {
+      pids.push_back(std::stoll((*it)[1]));
+    }
+    return pids;
+  }
+
+  void Up() {
+    auto up = RunCommand(Local("up", "--nodes 3") + " 2>&1");
+    ASSERT_EQ(up.exit_code, 0) << up.out;
+    std::smatch m;
+    std::regex re("export TALLY_ENDPOINTS=([^\\n]*)");
+    ASSERT_TRUE(std::regex_search(up.out, m, re)) << up.out;
+    std::stringstream list(m[1].str());
+    for (std::string ep; std::getline(list, ep, ',');) endpoints_.push_back(ep);
+    ASSERT_EQ(endpoints_.size(), 3u) << up.out;
+  }
+
+  template <typename Resp, typename Req>
+  Result<Resp> Call(const std::string& endpoint, const std::string& method, const Req& req) {
+    std::promise<Result<Resp>> p;
+    auto f = p.get_future();
+    net::CallTyped<Resp>(*transport_.Connect(endpoint), method, req, net::CallOptions{},
+                         [&p](Result<Resp> r) { p.set_value(std::move(r)); });
+    return f.get();
+  }
+
+  CommandResult Ctl(int node, const std::string& args) {
+    return RunCommand(kCtl + " --endpoint " + endpoints_[node - 1] + " " + args + " 2>&1");
+  }
+
+  TempDir dir_;
+  std::vector<std::string> endpoints_;
+  net::TcpTransport transport_;
+};
+
+TEST_F(LocalClusterTest, UpServesCrashRestartAndDown) {
+  ASSERT_NO_FATAL_FAILURE(Up());
+
+  auto status = RunCommand(kCtl + " --output json local status --dir " + dir_.path());
+  ASSERT_EQ(status.exit_code, 0) << status.out;
+  for (int id = 1; id <= 3; ++id) EXPECT_EQ(NodeUp(status.out, id), true) << status.out;
+  EXPECT_NE(status.out.find("\"roles\":[\"log\",\"sequencer\"]"), std::string::npos);
+  EXPECT_NE(status.out.find("\"id\":2,\"endpoint\":\"" + endpoints_[1]), std::string::npos);
+
+  // A second `up` on a running cluster is refused and points at `down`.
+  auto again = RunCommand(Local("up") + " 2>&1");
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.out.find("local down"), std::string::npos) << again.out;
+
+  // Every node answers layout.get with the layout it was started with.
+  auto layout =
+      Call<proto::GetLayoutResponse>(endpoints_[1], "layout.get", proto::GetLayoutRequest{});
+  ASSERT_TRUE(layout.ok()) << layout.status().ToString();
+  const proto::Layout& l = layout->layout();
+  EXPECT_EQ(l.epoch(), 0u);
+  ASSERT_EQ(l.sequencers_size(), 1);
+  EXPECT_EQ(l.sequencers(0), endpoints_[0]);
+  ASSERT_EQ(l.segments_size(), 1);
+  ASSERT_EQ(l.segments(0).stripes_size(), 3);
+  std::set<std::string> heads;
+  for (const auto& stripe : l.segments(0).stripes()) {
+    EXPECT_EQ(stripe.log_units_size(), 3);
+    heads.insert(stripe.log_units(0));
+  }
+  EXPECT_EQ(heads.size(), 3u) << "chains should rotate so that heads differ";
+
+  // The sequencer bootstrapped itself: it issues tokens.
+  proto::seq::NextRequest next;
+  next.set_epoch(0);
+  next.set_count(1);
+  auto token = Call<proto::seq::NextResponse>(endpoints_[0], "seq.next", next);
+  ASSERT_TRUE(token.ok()) << token.status().ToString();
+  EXPECT_EQ(token->first_address(), 0u);
+
+  // Address 0's chain is every node (chain 3 of 3 nodes).
+  for (int id = 1; id <= 3; ++id) {
+    auto w = Ctl(id, "unit write 0 data");
+    ASSERT_EQ(w.exit_code, 0) << "node " << id << ": " << w.out;
+  }
+
+  // Crash node 3, see it down, restart it on its data.
+  auto killed = RunCommand(Local("kill", "3") + " 2>&1");
+  ASSERT_EQ(killed.exit_code, 0) << killed.out;
+  status = RunCommand(kCtl + " --output json local status --dir " + dir_.path());
+  EXPECT_EQ(NodeUp(status.out, 3), false) << status.out;
+  EXPECT_EQ(NodeUp(status.out, 1), true) << status.out;
+  auto started = RunCommand(Local("start", "3") + " 2>&1");
+  ASSERT_EQ(started.exit_code, 0) << started.out;
+  status = RunCommand(kCtl + " --output json local status --dir " + dir_.path());
+  EXPECT_EQ(NodeUp(status.out, 3), true) << status.out;
+  auto r = Ctl(3, "unit read 0");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, "data\n");
+
+  // Crash the sequencer: once restarted it bootstraps again from the log
+  // units, so its tail covers the entry at 0.
+  ASSERT_EQ(RunCommand(Local("kill", "1")).exit_code, 0);
+  started = RunCommand(Local("start", "1") + " 2>&1");
+  ASSERT_EQ(started.exit_code, 0) << started.out;
+  proto::seq::TailRequest tail;
+  tail.set_epoch(0);
+  auto t = Call<proto::seq::TailResponse>(endpoints_[0], "seq.tail", tail);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_GE(t->global_tail(), 1u);
+
+  // `down` stops every recorded process and keeps the data.
+  std::vector<int64_t> pids = RecordedPids();
+  ASSERT_EQ(pids.size(), 3u);
+  auto down = RunCommand(Local("down") + " 2>&1");
+  ASSERT_EQ(down.exit_code, 0) << down.out;
+  for (int64_t pid : pids) EXPECT_FALSE(ProcessRunning(pid)) << "pid " << pid;
+  status = RunCommand(kCtl + " --output json local status --dir " + dir_.path());
+  for (int id = 1; id <= 3; ++id) EXPECT_EQ(NodeUp(status.out, id), false) << status.out;
+}
+
+TEST_F(LocalClusterTest, CommandsOnAMissingClusterSayHowToCreateOne) {
+  auto status = RunCommand(Local("status") + " 2>&1");
+  EXPECT_EQ(status.exit_code, 1);
+  EXPECT_NE(status.out.find("local up"), std::string::npos) << status.out;
+  auto help = RunCommand(kCtl + " local up --help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--nodes"), std::string::npos) << help.out;
+}
+
+}  // namespace
+}  // namespace tally::testing
