@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds Tally (release), starts a log unit on loopback with its state under
-# var/demo/, and runs a short demo: writes, reads back, a write-once refusal,
-# a hole, a scan, the tail, a seal that fences an older epoch.
-# The node keeps running afterwards; the last lines say how to stop it.
+# Builds Tally (release), starts a local 3-node cluster on loopback (state
+# and logs under var/demo/) and runs a short demo: appends to streams, reads
+# back, a scan, the tails, a stream read and the layout. The cluster keeps
+# running afterwards; the last lines say how to use and stop it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
@@ -13,55 +13,49 @@ export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 export CCACHE_BASEDIR="$(pwd)" CCACHE_NOHASHDIR=1
 cmake --preset release >/dev/null
 cmake --build --preset release -j "$(nproc)" --target tally-server tallyctl
-bin="$root/build/release/bin"
-
+ctl="$root/build/release/bin/tallyctl"
 dir="$root/var/demo"
-if [ -f "$dir/server.pid" ] && kill -0 "$(cat "$dir/server.pid")" 2>/dev/null; then
-  echo "stopping the previous demo node (pid $(cat "$dir/server.pid"))"
-  kill -TERM "$(cat "$dir/server.pid")"
-  while kill -0 "$(cat "$dir/server.pid")" 2>/dev/null; do sleep 0.1; done
+
+# A cluster left running by an earlier demo is stopped (by its recorded
+# pids) and its state removed, so the demo starts from an empty log.
+if [ -f "$dir/cluster.json" ]; then
+  "$ctl" local down --dir "$dir" >/dev/null 2>&1 || true
 fi
 rm -rf "$dir"
 mkdir -p "$dir"
 
-# Detached from this terminal (its own session, no inherited stdio), so the
-# node outlives the script and pipes from this script close when it ends.
-setsid "$bin/tally-server" --node-id 1 --listen 127.0.0.1:0 --data-dir "$dir/node1" \
-  --ready-file "$dir/endpoint" </dev/null >"$dir/node1.log" 2>&1 &
-echo $! >"$dir/server.pid"
-for _ in $(seq 1 100); do
-  [ -s "$dir/endpoint" ] && break
-  if ! kill -0 "$(cat "$dir/server.pid")" 2>/dev/null; then
-    echo "tally-server failed to start; its log:" >&2
-    cat "$dir/node1.log" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-export TALLY_ENDPOINTS="$(cat "$dir/endpoint")"
-echo "log unit serving on $TALLY_ENDPOINTS (pid $(cat "$dir/server.pid"), log $dir/node1.log)"
+echo "== starting a local 3-node cluster"
+up_out="$("$ctl" local up --nodes 3 --dir "$dir")"
+echo "$up_out"
+export TALLY_ENDPOINTS="$(echo "$up_out" | sed -n 's/^export TALLY_ENDPOINTS=//p')"
 
 run() {
-  echo "\$ $*"
-  "$@" || echo "(exit code $?)"
+  echo "\$ tallyctl $*"
+  "$ctl" "$@" || echo "(exit code $?)"
 }
-ctl="$bin/tallyctl"
-run "$ctl" write 0 'switch s1: ports=48'
-run "$ctl" write --stream switches 1 'switch s2: ports=24'
-run "$ctl" write 2 'router r1: asn=65001'
-run "$ctl" read 1
-run "$ctl" write 1 'overwrite attempt'
-run "$ctl" fill-hole 3
-run "$ctl" read 3
-run "$ctl" -o json scan 0 10
-run "$ctl" tail
-run "$ctl" seal 1
-run "$ctl" --epoch 0 write 4 'from a stale writer'
-run "$ctl" --epoch 1 write 4 'from the new epoch'
-run "$ctl" --epoch 1 tail
+echo
+echo "== the shared log"
+run append --stream switches 'switch s1: ports=48'
+run append --stream switches 'switch s2: ports=24'
+run append --stream routers 'router r1: asn=65001'
+printf 'port s1/1 up\nport s1/2 down\n' >"$dir/ports.txt"
+echo "\$ tallyctl append --stream ports - < ports.txt"
+"$ctl" append --stream ports - <"$dir/ports.txt"
+run read 1
+run scan 0 10
+run -o json scan 0 2
+run tail
+run tail --stream switches
+run stream read switches
+run read 1000
+run layout
+run local status --dir "$dir"
 
 cat <<MSG
 
-The node is still running. Use it:   export TALLY_ENDPOINTS=$TALLY_ENDPOINTS; $ctl --help
-Stop it:                             kill -TERM $(cat "$dir/server.pid")
+The cluster is still running. Use it:
+  export TALLY_ENDPOINTS=$TALLY_ENDPOINTS
+  $ctl --help
+Stop it:
+  $ctl local down --dir $dir
 MSG

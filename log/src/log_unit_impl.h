@@ -55,8 +55,8 @@ struct LogUnit::Impl {
   void Seal(proto::SealRequest req, TypedResponder<proto::SealResponse> out);
 };
 
-// Registers log.read, log.read_range, log.tail, log.trim and
-// log.stream_addresses (log_unit_reads.cc).
+// Registers log.read, log.read_range, log.tail, log.trim,
+// log.stream_addresses and log.stream_maps (log_unit_reads.cc).
 void RegisterReadHandlers(net::ServiceRegistry& registry, LogUnit::Impl* impl);
 
 }  // namespace tally::log
