@@ -126,7 +126,7 @@ LogUnit::LogUnit(std::unique_ptr<Impl> impl, SegmentStore* store)
     : impl_(std::move(impl)), store_(store) {}
 
 LogUnit::~LogUnit() {
-  impl_->pool.join();
+  if (impl_->pool != nullptr) impl_->pool->join();
   impl_->store->Flush();
 }
 

@@ -19,7 +19,7 @@ using net::TypedResponder;
 struct LogUnit::Impl {
   LogUnitOptions options;
   std::unique_ptr<SegmentStore> store;
-  asio::thread_pool pool;
+  std::unique_ptr<asio::thread_pool> pool;  // null when options.io_threads == 0
   // Writers hold it shared from the epoch check until their records are
   // submitted; a seal holds it exclusively while it raises the epoch. So no
   // write of an older epoch is admitted after a seal, and the seal's Flush
@@ -28,7 +28,8 @@ struct LogUnit::Impl {
   std::atomic<uint64_t> sealed_epoch{0};
 
   Impl(LogUnitOptions o, std::unique_ptr<SegmentStore> s)
-      : options(std::move(o)), store(std::move(s)), pool(options.io_threads) {
+      : options(std::move(o)), store(std::move(s)) {
+    if (options.io_threads > 0) pool = std::make_unique<asio::thread_pool>(options.io_threads);
     sealed_epoch = store->sealed_epoch().value();
   }
 
@@ -43,10 +44,15 @@ struct LogUnit::Impl {
     return Status::OK();
   }
 
-  // Runs `fn` on the I/O pool: reads, seals and trims block on disk or RocksDB.
+  // Runs `fn` on the I/O pool: reads, seals and trims block on disk or
+  // RocksDB. Without a pool (io_threads == 0), runs it here and now.
   template <typename Fn>
   void OffloadIo(Fn fn) {
-    asio::post(pool, std::move(fn));
+    if (pool == nullptr) {
+      fn();
+      return;
+    }
+    asio::post(*pool, std::move(fn));
   }
 
   void WriteBatch(proto::WriteBatchRequest req, TypedResponder<proto::WriteBatchResponse> out);

@@ -65,7 +65,7 @@ Result<std::unique_ptr<SegmentStore>> SegmentStore::Open(SegmentStoreOptions opt
   auto store = std::make_unique<SegmentStoreImpl>(std::move(options), std::move(meta));
   RecoveryReport local;
   TALLY_RETURN_IF_ERROR(store->Recover(report != nullptr ? report : &local));
-  store->StartWriter();
+  store->Start();
   return std::unique_ptr<SegmentStore>(std::move(store));
 }
 
@@ -91,8 +91,9 @@ SegmentStoreImpl::~SegmentStoreImpl() {
   if (writer_.joinable()) writer_.join();
 }
 
-void SegmentStoreImpl::StartWriter() {
+void SegmentStoreImpl::Start() {
   ReserveOpenIndex();
+  if (options_.inline_writes) return;
   writer_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "tally-segwriter");
     WriterLoop();
@@ -126,57 +127,88 @@ void SegmentStoreImpl::Append(std::vector<Record> records, AppendCallback done) 
   p.statuses.resize(p.records.size());
   p.done = std::move(done);
   for (size_t i = 0; i < p.records.size(); ++i) p.statuses[i] = CheckRecord(p.records[i]);
-
+  if (options_.inline_writes) {
+    AppendInline(std::move(p));
+    return;
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
-    const size_t n = p.records.size();
-    for (size_t i = 0; i < n; ++i) {
-      if (i + kPrefetchAhead < n) index_.Prefetch(p.records[i + kPrefetchAhead].address.value());
-      if (!p.statuses[i].ok()) continue;
-      const Record& r = p.records[i];
-      const uint64_t a = r.address.value();
-      if (!broken_.ok()) {
-        p.statuses[i] = IoError(fmt::format(
-            "address {} not written: the store stopped accepting writes after an I/O error "
-            "({}); reopen it to recover",
-            a, broken_.message()));
-        continue;
-      }
-      if (stopping_) {
-        p.statuses[i] = Cancelled(fmt::format("address {} not written: store is closing", a));
-        continue;
-      }
-      if (a < trim_mark_) {
-        p.statuses[i] = Trimmed(fmt::format(
-            "address {} is below the trim mark {}; it can no longer be written", a, trim_mark_));
-        continue;
-      }
-      if (const IndexEntry* e = index_.Find(a)) {
-        const char* how = e->state() == EntryState::kPending   ? ", write in progress"
-                          : e->state() == EntryState::kCorrupt ? ", stored copy corrupt"
-                                                               : "";
-        p.statuses[i] = AlreadyWritten(fmt::format(
-            "address {} already written (epoch {}{}); retry with a new token", a, e->epoch, how));
-        continue;
-      }
-      const size_t size = format::EncodedSize(r);
-      if (pending_bytes_ + size > options_.max_pending_bytes) {
-        p.statuses[i] = Overloaded(
-            fmt::format("address {} not written: {} bytes are waiting to be synced (limit {}, "
-                        "max_pending_bytes); back off and retry",
-                        a, pending_bytes_, options_.max_pending_bytes));
-        continue;
-      }
-      IndexEntry* e = index_.Insert(a);
-      e->epoch = r.epoch.value();
-      e->Set(EntryState::kPending, static_cast<uint32_t>(size));
-      pending_bytes_ += size;
-      p.bytes += size;
-    }
-    p.seq = ++submitted_seq_;
+    AdmitLocked(p);
     queue_.push_back(std::move(p));
   }
   queue_cv_.notify_one();
+}
+
+void SegmentStoreImpl::AdmitLocked(PendingAppend& p) {
+  const size_t n = p.records.size();
+  for (size_t i = 0; i < n; ++i) {
+    if (i + kPrefetchAhead < n) index_.Prefetch(p.records[i + kPrefetchAhead].address.value());
+    if (!p.statuses[i].ok()) continue;
+    const Record& r = p.records[i];
+    const uint64_t a = r.address.value();
+    if (!broken_.ok()) {
+      p.statuses[i] = IoError(fmt::format(
+          "address {} not written: the store stopped accepting writes after an I/O error "
+          "({}); reopen it to recover",
+          a, broken_.message()));
+      continue;
+    }
+    if (stopping_) {
+      p.statuses[i] = Cancelled(fmt::format("address {} not written: store is closing", a));
+      continue;
+    }
+    if (a < trim_mark_) {
+      p.statuses[i] = Trimmed(fmt::format(
+          "address {} is below the trim mark {}; it can no longer be written", a, trim_mark_));
+      continue;
+    }
+    if (const IndexEntry* e = index_.Find(a)) {
+      const char* how = e->state() == EntryState::kPending   ? ", write in progress"
+                        : e->state() == EntryState::kCorrupt ? ", stored copy corrupt"
+                                                             : "";
+      p.statuses[i] = AlreadyWritten(fmt::format(
+          "address {} already written (epoch {}{}); retry with a new token", a, e->epoch, how));
+      continue;
+    }
+    const size_t size = format::EncodedSize(r);
+    if (pending_bytes_ + size > options_.max_pending_bytes) {
+      p.statuses[i] = Overloaded(
+          fmt::format("address {} not written: {} bytes are waiting to be synced (limit {}, "
+                      "max_pending_bytes); back off and retry",
+                      a, pending_bytes_, options_.max_pending_bytes));
+      continue;
+    }
+    IndexEntry* e = index_.Insert(a);
+    e->epoch = r.epoch.value();
+    e->Set(EntryState::kPending, static_cast<uint32_t>(size));
+    pending_bytes_ += size;
+    p.bytes += size;
+  }
+  p.seq = ++submitted_seq_;
+}
+
+void SegmentStoreImpl::AppendInline(PendingAppend p) {
+  std::vector<PendingAppend> finished;
+  {
+    std::lock_guard<std::mutex> w(inline_mu_);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      AdmitLocked(p);
+      group_error_ = broken_;
+    }
+    const uint64_t seq = p.seq;
+    group_.push_back(std::move(p));
+    CommitGroup();
+    finished.swap(group_);
+    // Under inline_mu_, so completions are stored in submission order.
+    completed_seq_.store(seq);
+  }
+  { std::lock_guard<std::mutex> l(flush_mu_); }
+  flush_cv_.notify_all();
+  // Outside inline_mu_: a callback may Append again.
+  for (PendingAppend& q : finished) {
+    if (q.done) q.done(std::move(q.statuses));
+  }
 }
 
 Result<Record> SegmentStoreImpl::Read(Address address) {

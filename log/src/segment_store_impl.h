@@ -2,13 +2,16 @@
 
 // Private: the SegmentStore implementation. Responsibilities are split by
 // file: segment_store.cc (open, submission, reads, seal, trim),
-// segment_writer.cc (the writer thread: group commit, rolling, publishing)
+// segment_writer.cc (group commit, rolling, publishing: on the writer thread,
+// or on the caller's thread with inline_writes)
 // and segment_recovery.cc (loading indexes and scanning segments at open).
 //
 // Locking: mu_ guards the address index, the segment table, the queue and
 // the trim mark; bitmap_mu_ guards the address and stream bitmaps; the open
 // segment's own index (open_index_) and the serialization buffer belong to
-// the writer thread. Lock order: trim_mu_ -> mu_ -> bitmap_mu_.
+// the writer thread (with inline_writes: to whoever holds inline_mu_).
+// Lock order: inline_mu_ -> trim_mu_ -> mu_ -> bitmap_mu_ (inline_mu_ is
+// never held together with trim_mu_ today; the order is for the future).
 
 #include <atomic>
 #include <condition_variable>
@@ -75,9 +78,11 @@ class SegmentStoreImpl final : public SegmentStore {
   SegmentStoreImpl(SegmentStoreOptions options, std::unique_ptr<MetadataStore> meta);
   ~SegmentStoreImpl() override;
 
-  // segment_recovery.cc. Called once by Open before the writer starts.
+  // segment_recovery.cc. Called once by Open before Start.
   Status Recover(RecoveryReport* report);
-  void StartWriter();
+  // Readies the open segment and starts the writer thread (none with
+  // inline_writes).
+  void Start();
 
   void Append(std::vector<Record> records, AppendCallback done) override;
   Result<Record> Read(Address address) override;
@@ -93,6 +98,12 @@ class SegmentStoreImpl final : public SegmentStore {
  private:
   // segment_store.cc
   Status CheckRecord(const Record& r) const;  // size and shape, no lock needed
+  // Decides write-once, trim and back-pressure for each record of `p` whose
+  // status is still OK, reserves the accepted addresses as pending and
+  // numbers `p`. Requires mu_ held.
+  void AdmitLocked(PendingAppend& p);
+  // Append with inline_writes: admit, commit and complete on this thread.
+  void AppendInline(PendingAppend p);
   // Deletes closed segments whose records all lie below `mark`, their
   // stored indexes, and bitmap bits below it. Caller holds trim_mu_ (or is
   // Recover).
@@ -101,6 +112,8 @@ class SegmentStoreImpl final : public SegmentStore {
   // segment_writer.cc
   void WriterLoop();
   bool TakeGroup();
+  // Writes and publishes group_ (or fails it); shared by both modes.
+  void CommitGroup();
   Status WriteGroup(uint64_t* base_offset, uint64_t* total);
   void PublishGroup(uint64_t base_offset, uint64_t total);
   void FailGroup(const Status& error);
@@ -120,6 +133,7 @@ class SegmentStoreImpl final : public SegmentStore {
   FileSystem* const fs_;
   std::unique_ptr<MetadataStore> meta_;
 
+  std::mutex inline_mu_;  // inline_writes: serializes Appends (the "writer")
   std::mutex mu_;
   std::condition_variable queue_cv_;
   AddressIndex index_;                                     // GUARDED_BY(mu_)
@@ -145,7 +159,7 @@ class SegmentStoreImpl final : public SegmentStore {
   std::mutex seal_mu_;  // serializes SetSealedEpoch
   std::atomic<uint64_t> sealed_epoch_{0};
 
-  // Writer thread only.
+  // Writer thread only (inline_writes: under inline_mu_).
   std::shared_ptr<Segment> open_;
   OpenSegmentIndex open_index_;
   std::vector<PendingAppend> group_;

@@ -2,7 +2,9 @@
 // serializes the group into one buffer, writes it with one File::Write(...,
 // sync=true) (io_uring writes linked to fdatasync: group commit), then
 // publishes the records to the index and runs the callbacks. Appends keep
-// queueing while a group syncs.
+// queueing while a group syncs. With inline_writes, AppendInline
+// (segment_store.cc) runs CommitGroup on the caller's thread instead, with
+// a group of one Append.
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -20,31 +22,35 @@ constexpr size_t kScatterPayloadBytes = 2048;
 
 void SegmentStoreImpl::WriterLoop() {
   while (TakeGroup()) {
-    uint64_t total = 0;
-    for (const PendingAppend& p : group_) total += p.bytes;
-    if (total > 0) {
-      if (!group_error_.ok()) {
-        FailGroup(group_error_);
+    CommitGroup();
+    CompleteGroup();
+  }
+}
+
+void SegmentStoreImpl::CommitGroup() {
+  uint64_t total = 0;
+  for (const PendingAppend& p : group_) total += p.bytes;
+  if (total > 0) {
+    if (!group_error_.ok()) {
+      FailGroup(group_error_);
+    } else {
+      uint64_t base = 0;
+      Status st = WriteGroup(&base, &total);
+      if (st.ok()) {
+        PublishGroup(base, total);
       } else {
-        uint64_t base = 0;
-        Status st = WriteGroup(&base, &total);
-        if (st.ok()) {
-          PublishGroup(base, total);
-        } else {
-          spdlog::error("log store {}: {}; failing the group and refusing further writes",
-                        options_.dir, st.ToString());
-          FailGroup(st);
-          // Best effort: cut what may have reached the file so that records
-          // never acknowledged do not reappear at the next open.
-          if (open_ != nullptr) {
-            Status cut = open_->file->Truncate(open_->size);
-            if (cut.ok()) cut = open_->file->Sync();
-            if (!cut.ok()) spdlog::warn("log store {}: {}", options_.dir, cut.ToString());
-          }
+        spdlog::error("log store {}: {}; failing the group and refusing further writes",
+                      options_.dir, st.ToString());
+        FailGroup(st);
+        // Best effort: cut what may have reached the file so that records
+        // never acknowledged do not reappear at the next open.
+        if (open_ != nullptr) {
+          Status cut = open_->file->Truncate(open_->size);
+          if (cut.ok()) cut = open_->file->Sync();
+          if (!cut.ok()) spdlog::warn("log store {}: {}", options_.dir, cut.ToString());
         }
       }
     }
-    CompleteGroup();
   }
 }
 

@@ -21,12 +21,15 @@ namespace tally::log {
 struct LogUnitOptions {
   SegmentStoreOptions store;
   uint32_t max_range_entries = 4096;  // per log.read_range answer at most
-  uint32_t io_threads = 2;            // threads for reads, seal and trim
+  // Threads for reads, seals and trims. 0: no pool; they run inline on the
+  // thread that calls the handler (with store.inline_writes, every handler
+  // then answers before it returns: the single-threaded simulation).
+  uint32_t io_threads = 2;
 };
 
 class LogUnit {
  public:
-  // Opens the store (recovering it) and starts the I/O threads.
+  // Opens the store (recovering it) and starts the I/O threads, if any.
   static Result<std::unique_ptr<LogUnit>> Open(LogUnitOptions options,
                                                RecoveryReport* report = nullptr);
   ~LogUnit();

@@ -5,10 +5,11 @@
 // Records are appended to segment files (docs/log-format.md) by one writer
 // thread that batches every pending append into one io_uring chain of writes
 // linked to fdatasync (group commit); an append is acknowledged only after
-// that sync. Reads are served by address from an in-memory index. Metadata
-// (sealed epoch, trim mark, per-segment address and stream indexes of closed
-// segments) lives in RocksDB, so start-up reads the index of closed segments
-// from RocksDB and scans only the segment that was open.
+// that sync. With inline_writes the caller's thread does the same group
+// commit for its own Append (for the single-threaded simulation). Reads are served by address from
+// an in-memory index. Metadata (sealed epoch, trim mark, per-segment address and stream indexes of
+// closed segments) lives in RocksDB, so start-up reads the index of closed segments from RocksDB
+// and scans only the segment that was open.
 
 #include <cstdint>
 #include <functional>
@@ -38,6 +39,12 @@ struct SegmentStoreOptions {
   // RocksDB env for the metadata store (e.g. an in-memory one in tests).
   // Not owned; nullptr means rocksdb::Env::Default().
   rocksdb::Env* metadata_env = nullptr;
+  // True: no writer thread. Append writes its own records (one File::Write
+  // with sync=true) and runs `done` on the calling thread before returning.
+  // Concurrent Appends are serialized (each is its own group, so throughput
+  // is far below the threaded path). Same write-once, trim, epoch and
+  // recovery semantics; the files are identical in format.
+  bool inline_writes = false;
 };
 
 // What recovery found on open (for logs and tests).
@@ -71,7 +78,8 @@ class SegmentStore {
   // Waits for pending appends to sync, then closes.
   virtual ~SegmentStore() = default;
 
-  // Appends records asynchronously. `done` runs once, on the writer thread,
+  // Appends records asynchronously. `done` runs once, on the writer thread
+  // (with inline_writes: on the calling thread, before Append returns),
   // after the batch is durable, with one status per record: OK, or
   // AlreadyWritten (the address holds a record or a pending one), Trimmed
   // (below the trim mark), TooLarge, Overloaded, or IoError (the sync failed:
@@ -106,6 +114,8 @@ class SegmentStore {
   virtual Epoch sealed_epoch() const = 0;
 
   // Waits until every append submitted before this call has completed.
+  // With inline_writes: until they are durable and published (their `done`
+  // may still be running on the threads that called Append).
   virtual void Flush() = 0;
 
   // Prefix trim: addresses below `mark` answer Trimmed from now on; segment

@@ -27,8 +27,10 @@ class Scheduler {
  public:
   virtual ~Scheduler() = default;
   // Runs `fn` once, `delay_nanos` (>= 0) from now in the scheduler's time.
-  // Tasks due at the same time run in the order scheduled. Never runs `fn`
-  // inside Schedule. Thread-safe.
+  // Runs `fn` after `delay_nanos`. The order of tasks due at the same time
+  // is the scheduler's choice (ThreadScheduler: the order scheduled;
+  // SimScheduler: drawn from its seed, to explore reorderings). Never runs
+  // `fn` inside Schedule. Thread-safe.
   virtual void Schedule(int64_t delay_nanos, std::function<void()> fn) = 0;
 };
 
