@@ -89,6 +89,13 @@ SegmentStoreImpl::~SegmentStoreImpl() {
   }
   queue_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  // After the writer: it is the only producer of rolled segments.
+  {
+    std::lock_guard<std::mutex> l(rolled_mu_);
+    indexer_stopping_ = true;
+  }
+  rolled_cv_.notify_all();
+  if (indexer_.joinable()) indexer_.join();
 }
 
 void SegmentStoreImpl::Start() {
@@ -97,6 +104,10 @@ void SegmentStoreImpl::Start() {
   writer_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "tally-segwriter");
     WriterLoop();
+  });
+  indexer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "tally-segindex");
+    IndexerLoop();
   });
 }
 
@@ -320,6 +331,8 @@ Status SegmentStoreImpl::Trim(Address mark) {
     std::lock_guard<std::mutex> l(mu_);
     trim_mark_ = mark.value();
   }
+  // Segments rolled just before become trimmable once their index is stored.
+  WaitForRolledSegments();
   return DropBelow(mark.value());
 }
 

@@ -39,7 +39,7 @@ struct Segment {
   uint64_t size = 0;  // bytes durable in the file
   uint64_t min_address = IndexEntry::kEmpty;
   uint64_t max_address = 0;  // valid when min_address != kEmpty
-  bool closed = false;       // closed segments are never written again
+  bool closed = false;       // index stored; never written again; trimmable  GUARDED_BY(mu_)
 
   void Cover(uint64_t address) {
     if (min_address == IndexEntry::kEmpty || address < min_address) min_address = address;
@@ -121,6 +121,13 @@ class SegmentStoreImpl final : public SegmentStore {
   Status RollSegment();
   void ReserveOpenIndex();
   Status PersistSegmentIndex(uint32_t id, uint64_t file_size, OpenSegmentIndex index);
+  // Stores a rolled segment's index, then marks it closed (trimmable).
+  void CloseSegment(std::shared_ptr<Segment> seg, uint64_t file_size, OpenSegmentIndex index);
+  // The indexer thread: runs CloseSegment for rolled segments, so that the
+  // encoding and RocksDB write of a large index never stall group commits.
+  void IndexerLoop();
+  // Waits until every rolled segment is closed (its index stored).
+  void WaitForRolledSegments();
 
   // segment_recovery.cc
   Status LoadSegment(std::shared_ptr<Segment> seg, bool is_last, RecoveryReport* report,
@@ -169,6 +176,19 @@ class SegmentStoreImpl final : public SegmentStore {
   std::vector<ConstBuffer> bufs_;  // the group as written: runs of buffer_ and large payloads
   Status group_error_;             // broken_ as seen when the group was taken
   std::thread writer_;
+
+  // Rolled segments waiting for the indexer thread (none with inline_writes).
+  struct RolledSegment {
+    std::shared_ptr<Segment> segment;
+    uint64_t file_size;
+    OpenSegmentIndex index;
+  };
+  std::mutex rolled_mu_;
+  std::condition_variable rolled_cv_;
+  std::deque<RolledSegment> rolled_;  // GUARDED_BY(rolled_mu_)
+  bool indexer_busy_ = false;         // GUARDED_BY(rolled_mu_) one taken, not yet closed
+  bool indexer_stopping_ = false;     // GUARDED_BY(rolled_mu_)
+  std::thread indexer_;
 };
 
 }  // namespace tally::log

@@ -200,25 +200,61 @@ void SegmentStoreImpl::CompleteGroup() {
 Status SegmentStoreImpl::RollSegment() {
   std::shared_ptr<Segment> next;
   TALLY_RETURN_IF_ERROR(CreateSegment(open_->id + 1, &next));
-  OpenSegmentIndex closed = std::move(open_index_);
+  RolledSegment rolled{open_, open_->size, std::move(open_index_)};
   open_index_ = OpenSegmentIndex{};
   ReserveOpenIndex();
-  // Persisted before the segment is marked closed, so a concurrent Trim
-  // (which only drops closed segments) never races with this write.
-  Status st = PersistSegmentIndex(open_->id, open_->size, std::move(closed));
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    segments_[next->id] = next;
+  }
+  open_ = std::move(next);
+  // The rolled segment stays "not closed" (so Trim leaves it alone) until
+  // its index is stored; a crash before that only means it is scanned at
+  // the next start.
+  if (options_.inline_writes) {
+    CloseSegment(std::move(rolled.segment), rolled.file_size, std::move(rolled.index));
+    return Status::OK();
+  }
+  {
+    std::lock_guard<std::mutex> l(rolled_mu_);
+    rolled_.push_back(std::move(rolled));
+  }
+  rolled_cv_.notify_all();  // the indexer, and any WaitForRolledSegments
+  return Status::OK();
+}
+
+void SegmentStoreImpl::CloseSegment(std::shared_ptr<Segment> seg, uint64_t file_size,
+                                    OpenSegmentIndex index) {
+  Status st = PersistSegmentIndex(seg->id, file_size, std::move(index));
   if (!st.ok()) {
     spdlog::warn(
         "log store {}: index of segment {} not stored ({}); it will be scanned at the "
         "next start",
-        options_.dir, open_->id, st.ToString());
+        options_.dir, seg->id, st.ToString());
   }
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    open_->closed = true;
-    segments_[next->id] = next;
+  std::lock_guard<std::mutex> l(mu_);
+  seg->closed = true;
+}
+
+void SegmentStoreImpl::IndexerLoop() {
+  std::unique_lock<std::mutex> l(rolled_mu_);
+  while (true) {
+    rolled_cv_.wait(l, [&] { return indexer_stopping_ || !rolled_.empty(); });
+    if (rolled_.empty()) return;  // stopping, and every rolled segment is stored
+    RolledSegment r = std::move(rolled_.front());
+    rolled_.pop_front();
+    indexer_busy_ = true;
+    l.unlock();
+    CloseSegment(std::move(r.segment), r.file_size, std::move(r.index));
+    l.lock();
+    indexer_busy_ = false;
+    rolled_cv_.notify_all();  // WaitForRolledSegments
   }
-  open_ = std::move(next);
-  return Status::OK();
+}
+
+void SegmentStoreImpl::WaitForRolledSegments() {
+  std::unique_lock<std::mutex> l(rolled_mu_);
+  rolled_cv_.wait(l, [&] { return rolled_.empty() && !indexer_busy_; });
 }
 
 void SegmentStoreImpl::ReserveOpenIndex() {

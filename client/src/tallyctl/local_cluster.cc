@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -17,6 +16,8 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include "tally/proto/local_cluster.pb.h"
 
 namespace tally::ctl {
 
@@ -66,16 +67,6 @@ Status WriteFileAtomically(const std::string& path, const std::string& text) {
   return Status::OK();
 }
 
-std::string Str(const pb::Struct& s, const std::string& key) {
-  auto it = s.fields().find(key);
-  return it == s.fields().end() ? "" : it->second.string_value();
-}
-
-uint64_t Num(const pb::Struct& s, const std::string& key) {
-  auto it = s.fields().find(key);
-  return it == s.fields().end() ? 0 : static_cast<uint64_t>(it->second.number_value());
-}
-
 }  // namespace
 
 Result<LocalCluster> ReadCluster(const std::string& dir) {
@@ -87,33 +78,30 @@ Result<LocalCluster> ReadCluster(const std::string& dir) {
   }
   std::stringstream text;
   text << in.rdbuf();
-  pb::Struct root;
-  auto st = pb::util::JsonStringToMessage(text.str(), &root);
+  proto::LocalClusterState root;
+  pb::util::JsonParseOptions parse;
+  parse.ignore_unknown_fields = true;  // files written by newer tallyctl versions
+  auto st = pb::util::JsonStringToMessage(text.str(), &root, parse);
   if (!st.ok()) {
-    return Malformed(path + " does not parse as JSON (" + st.ToString() +
+    return Malformed(path + " does not parse as a cluster file (" + st.ToString() +
                      "); stop the nodes by hand and remove the directory");
   }
   LocalCluster c;
   c.dir = dir;
-  c.server_bin = Str(root, "server_bin");
-  c.layout_file = Str(root, "layout_file");
-  c.epoch = Num(root, "epoch");
-  auto nodes = root.fields().find("nodes");
-  if (nodes == root.fields().end() || nodes->second.list_value().values().empty()) {
+  c.server_bin = root.server_bin();
+  c.layout_file = root.layout_file();
+  c.epoch = root.epoch();
+  if (root.nodes().empty()) {
     return Malformed(path + " lists no nodes; remove the directory and run `local up` again");
   }
-  for (const auto& v : nodes->second.list_value().values()) {
-    const pb::Struct& s = v.struct_value();
+  for (const auto& s : root.nodes()) {
     LocalNode n;
-    n.id = Num(s, "id");
-    n.endpoint = Str(s, "endpoint");
-    n.pid = static_cast<int64_t>(Num(s, "pid"));
-    n.data_dir = Str(s, "data_dir");
-    n.log_file = Str(s, "log_file");
-    auto roles = s.fields().find("roles");
-    if (roles != s.fields().end()) {
-      for (const auto& r : roles->second.list_value().values()) n.roles.push_back(r.string_value());
-    }
+    n.id = s.id();
+    n.endpoint = s.endpoint();
+    n.pid = s.pid();
+    n.data_dir = s.data_dir();
+    n.log_file = s.log_file();
+    n.roles.assign(s.roles().begin(), s.roles().end());
     if (n.id == 0 || n.endpoint.empty() || n.data_dir.empty()) {
       return Malformed(path + " has a node without id, endpoint or data_dir");
     }
@@ -123,24 +111,23 @@ Result<LocalCluster> ReadCluster(const std::string& dir) {
 }
 
 Status WriteCluster(const LocalCluster& c) {
-  pb::Struct root;
-  auto& f = *root.mutable_fields();
-  f["server_bin"].set_string_value(c.server_bin);
-  f["layout_file"].set_string_value(c.layout_file);
-  f["epoch"].set_number_value(static_cast<double>(c.epoch));
-  auto* nodes = f["nodes"].mutable_list_value();
+  proto::LocalClusterState root;
+  root.set_server_bin(c.server_bin);
+  root.set_layout_file(c.layout_file);
+  root.set_epoch(c.epoch);
   for (const auto& n : c.nodes) {
-    auto& nf = *nodes->add_values()->mutable_struct_value()->mutable_fields();
-    nf["id"].set_number_value(static_cast<double>(n.id));
-    nf["endpoint"].set_string_value(n.endpoint);
-    auto* roles = nf["roles"].mutable_list_value();
-    for (const auto& r : n.roles) roles->add_values()->set_string_value(r);
-    nf["pid"].set_number_value(static_cast<double>(n.pid));
-    nf["data_dir"].set_string_value(n.data_dir);
-    nf["log_file"].set_string_value(n.log_file);
+    auto* node = root.add_nodes();
+    node->set_id(n.id);
+    node->set_endpoint(n.endpoint);
+    for (const auto& r : n.roles) node->add_roles(r);
+    node->set_pid(n.pid);
+    node->set_data_dir(n.data_dir);
+    node->set_log_file(n.log_file);
   }
   pb::util::JsonPrintOptions opts;
   opts.add_whitespace = true;
+  opts.preserve_proto_field_names = true;
+  opts.always_print_primitive_fields = true;
   std::string text;
   auto st = pb::util::MessageToJsonString(root, &text, opts);
   if (!st.ok()) return Internal("cannot encode cluster.json: " + st.ToString());
@@ -172,6 +159,8 @@ proto::Layout MakeLayout(const std::vector<std::string>& endpoints, uint32_t str
 Status WriteLayoutFile(const proto::Layout& layout, const std::string& path) {
   pb::util::JsonPrintOptions opts;
   opts.add_whitespace = true;
+  opts.preserve_proto_field_names = true;
+  opts.always_print_primitive_fields = true;
   opts.preserve_proto_field_names = true;
   opts.always_print_primitive_fields = true;
   std::string text;
