@@ -61,7 +61,7 @@ class LocalClusterTest : public ::testing::Test {
     text << in.rdbuf();
     std::string s = text.str();
     std::vector<int64_t> pids;
-    std::regex re("\"pid\":\\s*(\\d+)");
+    std::regex re("\"pid\":\\s*\"?(\\d+)");
     for (auto it = std::sregex_iterator(s.begin(), s.end(), re); it != std::sregex_iterator();
          ++it) {
       pids.push_back(std::stoll((*it)[1]));
