@@ -13,6 +13,7 @@
 #include <regex>
 #include <sstream>
 
+#include "local_cluster_fixture.h"
 #include "process_util.h"
 #include "tally/net/tcp_transport.h"
 #include "tally/net/typed.h"
@@ -22,17 +23,6 @@
 namespace tally::testing {
 namespace {
 
-const std::string kCtl = TALLYCTL_BIN;
-
-// Whether `pid` is a live process (not gone, not a zombie).
-bool ProcessRunning(int64_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!stat || !std::getline(stat, line)) return false;
-  auto paren = line.rfind(')');
-  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] != 'Z';
-}
-
 // Whether node `id` is "up" in `local status --output json` output.
 std::optional<bool> NodeUp(const std::string& json, int id) {
   std::smatch m;
@@ -41,45 +31,8 @@ std::optional<bool> NodeUp(const std::string& json, int id) {
   return m[1] == "true";
 }
 
-class LocalClusterTest : public ::testing::Test {
+class LocalClusterTest : public LocalClusterTestBase {
  protected:
-  void TearDown() override {
-    RunCommand(Local("down") + " 2>&1");
-    // Last resort: no process may outlive the test.
-    for (int64_t pid : RecordedPids()) {
-      if (ProcessRunning(pid)) kill(static_cast<pid_t>(pid), SIGKILL);
-    }
-  }
-
-  std::string Local(const std::string& sub, const std::string& args = "") {
-    return kCtl + " local " + sub + " " + args + " --dir " + dir_.path();
-  }
-
-  std::vector<int64_t> RecordedPids() {
-    std::ifstream in(dir_.path() + "/cluster.json");
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string s = text.str();
-    std::vector<int64_t> pids;
-    std::regex re("\"pid\":\\s*\"?(\\d+)");
-    for (auto it = std::sregex_iterator(s.begin(), s.end(), re); it != std::sregex_iterator();
-         ++it) {
-      pids.push_back(std::stoll((*it)[1]));
-    }
-    return pids;
-  }
-
-  void Up() {
-    auto up = RunCommand(Local("up", "--nodes 3") + " 2>&1");
-    ASSERT_EQ(up.exit_code, 0) << up.out;
-    std::smatch m;
-    std::regex re("export TALLY_ENDPOINTS=([^\\n]*)");
-    ASSERT_TRUE(std::regex_search(up.out, m, re)) << up.out;
-    std::stringstream list(m[1].str());
-    for (std::string ep; std::getline(list, ep, ',');) endpoints_.push_back(ep);
-    ASSERT_EQ(endpoints_.size(), 3u) << up.out;
-  }
-
   template <typename Resp, typename Req>
   Result<Resp> Call(const std::string& endpoint, const std::string& method, const Req& req) {
     std::promise<Result<Resp>> p;
@@ -93,8 +46,6 @@ class LocalClusterTest : public ::testing::Test {
     return RunCommand(kCtl + " --endpoint " + endpoints_[node - 1] + " " + args + " 2>&1");
   }
 
-  TempDir dir_;
-  std::vector<std::string> endpoints_;
   net::TcpTransport transport_;
 };
 

@@ -24,6 +24,7 @@
 #include <sstream>
 #include <thread>
 
+#include "local_cluster_fixture.h"
 #include "process_util.h"
 #include "tally/client/client.h"
 #include "tally/client/log_unit_client.h"
@@ -35,17 +36,6 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-const std::string kCtl = TALLYCTL_BIN;
-
-// Whether `pid` is a live process (not gone, not a zombie).
-bool ProcessRunning(int64_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!stat || !std::getline(stat, line)) return false;
-  auto paren = line.rfind(')');
-  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] != 'Z';
-}
-
 // Phases of the run, as seen by an appender when it issues or sees an ack.
 enum Phase : int { kBeforeKill = 0, kNodeDown = 1, kRestarted = 2 };
 
@@ -56,7 +46,7 @@ struct Ack {
   int acked_in = kBeforeKill;
 };
 
-class LocalLoadTest : public ::testing::Test {
+class LocalLoadTest : public LocalClusterTestBase {
  protected:
   void TearDown() override {
     stop_ = true;
@@ -64,40 +54,7 @@ class LocalLoadTest : public ::testing::Test {
       if (t.joinable()) t.join();
     }
     client_.reset();
-    RunCommand(Local("down") + " 2>&1");
-    // Last resort: no process may outlive the test.
-    for (int64_t pid : RecordedPids()) {
-      if (ProcessRunning(pid)) kill(static_cast<pid_t>(pid), SIGKILL);
-    }
-  }
-
-  std::string Local(const std::string& sub, const std::string& args = "") {
-    return kCtl + " local " + sub + " " + args + " --dir " + dir_.path();
-  }
-
-  std::vector<int64_t> RecordedPids() {
-    std::ifstream in(dir_.path() + "/cluster.json");
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string s = text.str();
-    std::vector<int64_t> pids;
-    std::regex re("\"pid\":\\s*\"?(\\d+)");
-    for (auto it = std::sregex_iterator(s.begin(), s.end(), re); it != std::sregex_iterator();
-         ++it) {
-      pids.push_back(std::stoll((*it)[1]));
-    }
-    return pids;
-  }
-
-  void Up() {
-    auto up = RunCommand(Local("up", "--nodes 3") + " 2>&1");
-    ASSERT_EQ(up.exit_code, 0) << up.out;
-    std::smatch m;
-    std::regex re("export TALLY_ENDPOINTS=([^\\n]*)");
-    ASSERT_TRUE(std::regex_search(up.out, m, re)) << up.out;
-    std::stringstream list(m[1].str());
-    for (std::string ep; std::getline(list, ep, ',');) endpoints_.push_back(ep);
-    ASSERT_EQ(endpoints_.size(), 3u) << up.out;
+    LocalClusterTestBase::TearDown();
   }
 
   // Appends "t<thread>-<n>" until stop_, recording acks and error codes.
@@ -119,8 +76,6 @@ class LocalLoadTest : public ::testing::Test {
 
   void SleepFor(milliseconds d) { std::this_thread::sleep_for(d); }
 
-  TempDir dir_;
-  std::vector<std::string> endpoints_;
   // Short reconnect backoff: the restarted node is reached soon after it serves.
   net::TcpTransport transport_{{.io_threads = 1,
                                 .reconnect_backoff_min = milliseconds(5),
