@@ -19,8 +19,8 @@ std::vector<std::string> Globals::EndpointList() const {
   return out;
 }
 
-int Fail(const Globals& g, const Status& st) {
-  if (g.json()) {
+int Fail(bool json, const Status& st, std::string_view who) {
+  if (json) {
     std::cout << JsonObject()
                      .Add("error", CodeName(st.code()))
                      .Add("message", st.message())
@@ -28,7 +28,7 @@ int Fail(const Globals& g, const Status& st) {
                      .str()
               << "\n";
   } else {
-    std::cerr << "tallyctl: " << st.ToString() << "\n";
+    std::cerr << who << ": " << st.ToString() << "\n";
   }
   return kExitFailed;
 }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tally/base/status.h"
@@ -28,9 +29,11 @@ inline constexpr int kExitFailed = 1;
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitNoData = 3;
 
-// Prints `st` (stderr in text mode, a JSON object on stdout in json mode)
-// and returns kExitFailed.
-int Fail(const Globals& g, const Status& st);
+// Prints `st` (stderr in text mode as "<who>: CODE: message", a JSON object
+// {"error", "message", "retryable"} on stdout in json mode) and returns
+// kExitFailed.
+int Fail(bool json, const Status& st, std::string_view who = "tallyctl");
+inline int Fail(const Globals& g, const Status& st) { return Fail(g.json(), st); }
 
 // An entry as a JSON object: address, epoch, type, streams (hex), data.
 std::string EntryJson(const proto::LogEntry& e);

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <thread>
 
+#include "ctl.h"
 #include "json.h"
 #include "local_cluster.h"
 #include "tally/net/tcp_transport.h"
@@ -150,19 +151,8 @@ void PrintNodes(net::Transport& transport, const LocalCluster& c, bool json) {
   std::cout << out << (json ? "]\n" : "");
 }
 
-int Fail(bool json, const Status& st) {
-  if (json) {
-    std::cout << JsonObject()
-                     .Add("error", CodeName(st.code()))
-                     .Add("message", st.message())
-                     .Add("retryable", st.retryable())
-                     .str()
-              << "\n";
-  } else {
-    std::cerr << "tallyctl local: " << st.ToString() << "\n";
-  }
-  return 1;
-}
+// Errors of `tallyctl local` name the command group.
+int LocalFail(bool json, const Status& st) { return Fail(json, st, "tallyctl local"); }
 
 // Starts the nodes `ids` of `c` (recording their pids in cluster.json).
 Status SpawnNodes(LocalCluster& c, const std::vector<uint64_t>& ids) {
@@ -292,39 +282,39 @@ int LocalCommand::Run(bool json) {
         if (NodeProcessAlive(n)) running += (running.empty() ? "" : ", ") + std::to_string(n.id);
       }
       if (!running.empty()) {
-        return Fail(json,
-                    FailedPrecondition(dir + " already has a running cluster (nodes " + running +
-                                       " up); stop it with `tallyctl local down "
-                                       "--dir " +
-                                       dir + "` or use another --dir"));
+        return LocalFail(
+            json, FailedPrecondition(dir + " already has a running cluster (nodes " + running +
+                                     " up); stop it with `tallyctl local down "
+                                     "--dir " +
+                                     dir + "` or use another --dir"));
       }
       // A stopped cluster: start every node again on its data.
       Status st = SpawnNodes(*existing, AllIds(*existing));
       bool bind_failed = false;
       if (st.ok()) st = WaitServing(transport, *existing, AllIds(*existing), wait, &bind_failed);
-      if (!st.ok()) return Fail(json, st);
+      if (!st.ok()) return LocalFail(json, st);
     } else if (existing.status().code() != Code::kNotFound) {
-      return Fail(json, existing.status());
+      return LocalFail(json, existing.status());
     } else {
       uint32_t chain = flags_.chain ? flags_.chain : std::min<uint32_t>(3, flags_.nodes);
       uint32_t stripes = flags_.stripes ? flags_.stripes : flags_.nodes;
       if (chain > flags_.nodes) {
-        return Fail(
+        return LocalFail(
             json, InvalidArgument("--chain " + std::to_string(chain) + " exceeds --nodes " +
                                   std::to_string(flags_.nodes) + "; a chain holds each node once"));
       }
       std::string bin = flags_.server_bin.empty() ? DefaultServerBinary() : flags_.server_bin;
       if (access(bin.c_str(), X_OK) != 0) {
-        return Fail(json, NotFound("tally-server binary " + bin +
-                                   " is missing or not executable; build it or pass "
-                                   "--server-bin PATH"));
+        return LocalFail(json, NotFound("tally-server binary " + bin +
+                                        " is missing or not executable; build it or pass "
+                                        "--server-bin PATH"));
       }
       std::error_code ec;
       std::filesystem::create_directories(dir, ec);
-      if (ec) return Fail(json, IoError("cannot create " + dir + ": " + ec.message()));
+      if (ec) return LocalFail(json, IoError("cannot create " + dir + ": " + ec.message()));
       auto created = CreateCluster(transport, std::filesystem::absolute(dir).string(), flags_.nodes,
                                    stripes, chain, bin, wait);
-      if (!created.ok()) return Fail(json, created.status());
+      if (!created.ok()) return LocalFail(json, created.status());
       existing = std::move(created);
     }
     PrintNodes(transport, *existing, json);
@@ -336,7 +326,7 @@ int LocalCommand::Run(bool json) {
   }
 
   auto cluster = ReadCluster(dir);
-  if (!cluster.ok()) return Fail(json, cluster.status());
+  if (!cluster.ok()) return LocalFail(json, cluster.status());
   LocalCluster& c = *cluster;
 
   if (status_->parsed()) {
@@ -359,8 +349,8 @@ int LocalCommand::Run(bool json) {
       if (!WaitNodeGone(n, milliseconds(5000))) stuck += " " + std::to_string(n.pid);
     }
     if (!stuck.empty()) {
-      return Fail(json, Internal("processes still running after SIGKILL (pids" + stuck +
-                                 "); check them with ps"));
+      return LocalFail(json, Internal("processes still running after SIGKILL (pids" + stuck +
+                                      "); check them with ps"));
     }
     if (json) {
       std::cout << JsonObject().Add("stopped", uint64_t{stopped}).Add("killed", killed).str()
@@ -375,16 +365,16 @@ int LocalCommand::Run(bool json) {
 
   LocalNode* n = c.Find(flags_.node);
   if (n == nullptr) {
-    return Fail(json, NotFound("no node " + std::to_string(flags_.node) + " in " + dir +
-                               "; `tallyctl local status --dir " + dir + "` lists the nodes"));
+    return LocalFail(json, NotFound("no node " + std::to_string(flags_.node) + " in " + dir +
+                                    "; `tallyctl local status --dir " + dir + "` lists the nodes"));
   }
   if (kill_->parsed()) {
     if (!SignalNode(*n, SIGKILL)) {
-      return Fail(json, FailedPrecondition(NodeLabel(*n) + " is not running"));
+      return LocalFail(json, FailedPrecondition(NodeLabel(*n) + " is not running"));
     }
     if (!WaitNodeGone(*n, milliseconds(5000))) {
-      return Fail(json, Internal(NodeLabel(*n) + " (pid " + std::to_string(n->pid) +
-                                 ") survived SIGKILL for 5 s"));
+      return LocalFail(json, Internal(NodeLabel(*n) + " (pid " + std::to_string(n->pid) +
+                                      ") survived SIGKILL for 5 s"));
     }
     std::cout << (json ? JsonObject().Add("killed", n->id).str()
                        : "killed node " + std::to_string(n->id) + " (pid " +
@@ -394,8 +384,8 @@ int LocalCommand::Run(bool json) {
   }
   if (start_->parsed()) {
     if (NodeProcessAlive(*n)) {
-      return Fail(json, FailedPrecondition(NodeLabel(*n) + " is already running (pid " +
-                                           std::to_string(n->pid) + ")"));
+      return LocalFail(json, FailedPrecondition(NodeLabel(*n) + " is already running (pid " +
+                                                std::to_string(n->pid) + ")"));
     }
     Status st = SpawnNodes(c, {n->id});
     bool bind_failed = false;
@@ -404,7 +394,7 @@ int LocalCommand::Run(bool json) {
       if (bind_failed) {
         st = st.WithContext("its port is taken by another process; free it and retry");
       }
-      return Fail(json, st);
+      return LocalFail(json, st);
     }
     std::cout << (json ? JsonObject().Add("started", n->id).Add("pid", uint64_t(n->pid)).str()
                        : "started " + NodeLabel(*n) + ", pid " + std::to_string(n->pid))
