@@ -38,6 +38,7 @@
 #include "tally/net/tcp_transport.h"
 #include "tally/net/typed.h"
 #include "tally/proto/logunit.pb.h"
+#include "write_batch_pipeline.h"
 
 namespace tally::bench {
 namespace {
@@ -329,51 +330,19 @@ BenchResult RunRead(const Config& c, const std::string& name, client::Client& cl
 BenchResult RunBaseline(const Config& c, const Cluster& cluster) {
   net::TcpTransport transport({.io_threads = 1});
   auto channel = transport.Connect(cluster.endpoints()[0]);
-  std::atomic<uint64_t> next_address{uint64_t{1} << 40};
-  std::atomic<bool> stop{false}, measuring{false};
-  std::atomic<uint64_t> acked{0};
-  std::atomic<int> outstanding{0};
-  LatencyRecorder lat;
-  std::function<void()> issue = [&]() {
-    proto::WriteBatchRequest req;
-    req.set_epoch(0);
-    uint64_t base = next_address.fetch_add(c.rpc_batch);
-    for (int i = 0; i < c.rpc_batch; ++i) {
-      auto* e = req.add_entries();
-      e->set_address(base + i);
-      e->set_type(proto::DATA);
-      e->set_payload(kPayload);
-    }
-    auto t0 = BenchClock::now();
-    outstanding++;
-    net::CallTyped<proto::WriteBatchResponse>(*channel, "log.write_batch", req, net::CallOptions{},
-                                              [&, t0](Result<proto::WriteBatchResponse> r) {
-                                                if (!r.ok()) Die("write_batch", r.status());
-                                                for (const auto& e : r->results()) {
-                                                  if (e.code() != proto::OK)
-                                                    Die("write_batch entry", Internal(e.message()));
-                                                }
-                                                if (measuring.load()) {
-                                                  lat.Record(MicrosSince(t0), r->results_size());
-                                                  acked.fetch_add(r->results_size());
-                                                }
-                                                if (!stop.load()) issue();
-                                                outstanding--;
-                                              });
-  };
-  for (int i = 0; i < c.rpc_depth; ++i) issue();
+  WriteBatchPipeline load(*channel, kPayload, c.rpc_batch, c.rpc_depth, uint64_t{1} << 40);
+  load.Start();
   std::this_thread::sleep_for(std::chrono::duration<double>(c.warmup_seconds));
   CpuMeter cpu(cluster);
   auto start = BenchClock::now();
-  measuring = true;
+  load.SetMeasuring(true);
   std::this_thread::sleep_for(std::chrono::duration<double>(c.seconds));
-  measuring = false;
+  load.SetMeasuring(false);
   double secs = std::chrono::duration<double>(BenchClock::now() - start).count();
-  BenchResult r =
-      MakeResult("baseline_unreplicated_rpc_64B", acked.load(), kPayload.size(), secs, lat);
-  cpu.Add(r, acked.load());
-  stop = true;
-  while (outstanding.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  BenchResult r = MakeResult("baseline_unreplicated_rpc_64B", load.acked(), kPayload.size(), secs,
+                             load.latencies());
+  cpu.Add(r, load.acked());
+  load.Stop();
   r.extra["rpcs_in_flight"] = c.rpc_depth;
   r.extra["entries_per_rpc"] = c.rpc_batch;
   return r;

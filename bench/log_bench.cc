@@ -26,6 +26,7 @@
 #include "tally/net/tcp_transport.h"
 #include "tally/net/typed.h"
 #include "tally/proto/logunit.pb.h"
+#include "write_batch_pipeline.h"
 
 namespace tally::bench {
 namespace {
@@ -149,46 +150,16 @@ BenchResult RunRpc(const Config& c, size_t payload_bytes) {
   net::TcpTransport client_transport;
   auto channel = client_transport.Connect((*server)->endpoint());
 
-  const std::string payload(payload_bytes, 'x');
-  std::atomic<uint64_t> next_address{0};
-  std::atomic<bool> stop{false};
-  std::atomic<uint64_t> acked{0};
-  std::atomic<int> outstanding{0};
-  LatencyRecorder lat;
-
-  std::function<void()> issue = [&]() {
-    proto::WriteBatchRequest req;
-    req.set_epoch(0);
-    uint64_t base = next_address.fetch_add(c.batch);
-    for (int i = 0; i < c.batch; ++i) {
-      auto* e = req.add_entries();
-      e->set_address(base + i);
-      e->set_type(proto::DATA);
-      e->set_payload(payload);
-    }
-    auto t0 = BenchClock::now();
-    outstanding++;
-    net::CallTyped<proto::WriteBatchResponse>(*channel, "log.write_batch", req, net::CallOptions{},
-                                              [&, t0](Result<proto::WriteBatchResponse> r) {
-                                                if (!r.ok()) Die("write_batch", r.status());
-                                                for (const auto& e : r->results()) {
-                                                  if (e.code() != proto::OK)
-                                                    Die("write_batch entry", Internal(e.message()));
-                                                }
-                                                lat.Record(MicrosSince(t0), r->results_size());
-                                                acked.fetch_add(r->results_size());
-                                                if (!stop.load()) issue();
-                                                outstanding--;
-                                              });
-  };
-
+  WriteBatchPipeline load(*channel, std::string(payload_bytes, 'x'), c.batch, c.threads * c.depth,
+                          /*first_address=*/0);
+  load.SetMeasuring(true);
   auto start = BenchClock::now();
-  for (int i = 0; i < c.threads * c.depth; ++i) issue();
+  load.Start();
   std::this_thread::sleep_for(std::chrono::duration<double>(c.seconds));
-  stop = true;
-  while (outstanding.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  load.SetMeasuring(false);
   double secs = std::chrono::duration<double>(BenchClock::now() - start).count();
-  BenchResult r = MakeResult("rpc_append_64B", acked.load(), payload_bytes, secs, lat);
+  load.Stop();
+  BenchResult r = MakeResult("rpc_append_64B", load.acked(), payload_bytes, secs, load.latencies());
   r.extra["rpcs_in_flight"] = c.threads * c.depth;
   r.extra["entries_per_rpc"] = c.batch;
   return r;
