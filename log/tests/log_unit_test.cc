@@ -13,59 +13,15 @@
 #include <future>
 #include <thread>
 
+#include "log_unit_fixture.h"
 #include "tally/net/frame.h"
 #include "tally/proto/logunit.pb.h"
 
 namespace tally::log {
 namespace {
 
-class LogUnitTest : public ::testing::Test {
+class LogUnitTest : public LogUnitTestBase {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/tally-logunit-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    Reopen();
-  }
-  void TearDown() override {
-    unit_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  void Reopen() {
-    unit_.reset();
-    registry_ = net::ServiceRegistry();
-    LogUnitOptions o;
-    o.store.dir = dir_ + "/log";
-    auto u = LogUnit::Open(o);
-    ASSERT_TRUE(u.ok()) << u.status().ToString();
-    unit_ = std::move(*u);
-    unit_->Register(registry_);
-  }
-
-  // Calls `method` with raw bytes; returns the status and response bytes.
-  // `on_respond` runs inside the responder, i.e. at the moment the unit answers.
-  std::pair<Status, std::string> CallRaw(const std::string& method, std::string payload,
-                                         std::function<void(const Status&)> on_respond = {}) {
-    const net::Handler* h = registry_.Find(method);
-    EXPECT_NE(h, nullptr) << method;
-    std::promise<std::pair<Status, std::string>> p;
-    auto f = p.get_future();
-    (*h)(std::move(payload), [&p, &on_respond](Status st, std::string out) {
-      if (on_respond) on_respond(st);
-      p.set_value({std::move(st), std::move(out)});
-    });
-    return f.get();
-  }
-
-  template <typename Resp, typename Req>
-  Result<Resp> Call(const std::string& method, const Req& req) {
-    auto [st, bytes] = CallRaw(method, req.SerializeAsString());
-    if (!st.ok()) return st;
-    Resp resp;
-    EXPECT_TRUE(resp.ParseFromString(bytes));
-    return resp;
-  }
-
   static proto::LogEntry Entry(uint64_t address, const std::string& data,
                                const std::string& stream = "") {
     proto::LogEntry e;
@@ -101,10 +57,6 @@ class LogUnitTest : public ::testing::Test {
     req.set_epoch(epoch);
     return Call<proto::SealResponse>("log.seal", req);
   }
-
-  std::string dir_;
-  net::ServiceRegistry registry_;
-  std::unique_ptr<LogUnit> unit_;
 };
 
 TEST_F(LogUnitTest, WriteThenReadReturnsTheEntry) {

@@ -9,6 +9,7 @@
 #include <future>
 #include <map>
 
+#include "log_unit_fixture.h"
 #include "tally/base/address_map.h"
 #include "tally/log/log_unit.h"
 #include "tally/proto/logunit.pb.h"
@@ -16,46 +17,8 @@
 namespace tally::log {
 namespace {
 
-class StreamMapsTest : public ::testing::Test {
+class StreamMapsTest : public LogUnitTestBase {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/tally-streammaps-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    Reopen();
-  }
-  void TearDown() override {
-    unit_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  void Reopen() {
-    unit_.reset();
-    registry_ = net::ServiceRegistry();
-    LogUnitOptions o;
-    o.store.dir = dir_ + "/log";
-    auto u = LogUnit::Open(o);
-    ASSERT_TRUE(u.ok()) << u.status().ToString();
-    unit_ = std::move(*u);
-    unit_->Register(registry_);
-  }
-
-  template <typename Resp, typename Req>
-  Result<Resp> Call(const std::string& method, const Req& req) {
-    const net::Handler* h = registry_.Find(method);
-    EXPECT_NE(h, nullptr) << method;
-    if (h == nullptr) return Internal("no handler for " + method);
-    std::promise<std::pair<Status, std::string>> p;
-    auto f = p.get_future();
-    (*h)(req.SerializeAsString(), [&p](Status st, std::string out) {
-      p.set_value({std::move(st), std::move(out)});
-    });
-    auto [st, bytes] = f.get();
-    if (!st.ok()) return st;
-    Resp resp;
-    if (!resp.ParseFromString(bytes)) return Malformed("response does not parse");
-    return resp;
-  }
-
   void Write(uint64_t address, const std::vector<std::string>& streams) {
     proto::WriteRequest req;
     req.set_epoch(0);
@@ -89,10 +52,6 @@ class StreamMapsTest : public ::testing::Test {
     }
     return out;
   }
-
-  std::string dir_;
-  std::unique_ptr<LogUnit> unit_;
-  net::ServiceRegistry registry_;
 };
 
 const StreamId kPorts = StreamId::FromName("ports");
