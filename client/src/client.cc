@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <map>
-#include <thread>
 
 #include "client_impl.h"
 #include "tally/base/address_map.h"
@@ -32,20 +31,14 @@ Client::Impl::Impl(ClientOptions o) : options(std::move(o)) {
   Env def = DefaultEnv();
   clock = options.env.clock != nullptr ? options.env.clock : def.clock;
   random = options.env.random != nullptr ? options.env.random : def.random;
+  threads = options.threads != nullptr ? options.threads : SystemThreads();
   if (options.max_batch == 0) options.max_batch = 1;
   options.max_batch = std::min<size_t>(options.max_batch, 65536);
   if (options.append_threads < 1) options.append_threads = 1;
   if (options.max_append_attempts < 1) options.max_append_attempts = 1;
 }
 
-void Client::Impl::SleepNanos(int64_t nanos) {
-  if (nanos <= 0) return;
-  if (options.sleep) {
-    options.sleep(std::chrono::nanoseconds(nanos));
-  } else {
-    std::this_thread::sleep_for(std::chrono::nanoseconds(nanos));
-  }
-}
+void Client::Impl::SleepNanos(int64_t nanos) { threads->SleepNanos(nanos); }
 
 int64_t Client::Impl::DeadlineFromNow() const {
   return clock->NowNanos() +
@@ -68,7 +61,8 @@ Result<Layout> Client::Impl::FetchLayout(const std::vector<std::string>& endpoin
   std::string errors;
   for (const auto& endpoint : endpoints) {
     auto r = internal::CallSync<proto::GetLayoutResponse>(
-        *ChannelTo(endpoint), "layout.get", proto::GetLayoutRequest(), options.rpc_timeout);
+        *ChannelTo(endpoint), "layout.get", proto::GetLayoutRequest(), options.rpc_timeout,
+        *threads);
     Status st = r.status();
     if (r.ok()) {
       auto layout = Layout::FromProto(std::move(*r->mutable_layout()));

@@ -5,7 +5,6 @@
 // to the front of the queue for a new one.
 
 #include <algorithm>
-#include <future>
 #include <map>
 
 #include "client_impl.h"
@@ -17,17 +16,20 @@ using internal::PendingAppend;
 
 void Client::Impl::StartAppendThreads() {
   for (int i = 0; i < options.append_threads; ++i) {
-    append_threads.emplace_back([this] { AppendLoop(); });
+    append_threads.push_back(
+        threads->Start("append-" + std::to_string(i), [this] { AppendLoop(); }));
   }
 }
 
 void Client::Impl::StopAppendThreads() {
+  std::vector<Threads::Wake> wakes;
   {
     std::lock_guard lock(queue_mu);
     stopping = true;
+    wakes.swap(idle);
   }
-  queue_cv.notify_all();
-  for (auto& t : append_threads) t.join();
+  for (auto& wake : wakes) wake();
+  for (auto& t : append_threads) t->Join();
   append_threads.clear();
   std::deque<std::unique_ptr<PendingAppend>> left;
   {
@@ -46,8 +48,13 @@ void Client::Impl::Enqueue(std::unique_ptr<PendingAppend> p, bool front) {
       } else {
         queue.push_back(std::move(p));
       }
+      Threads::Wake wake;
+      if (!idle.empty()) {
+        wake = std::move(idle.back());
+        idle.pop_back();
+      }
       lock.unlock();
-      queue_cv.notify_one();
+      if (wake) wake();
       return;
     }
   }
@@ -59,7 +66,19 @@ void Client::Impl::AppendLoop() {
     std::vector<std::unique_ptr<PendingAppend>> batch;
     {
       std::unique_lock lock(queue_mu);
-      queue_cv.wait(lock, [this] { return stopping || !queue.empty(); });
+      while (!stopping && queue.empty()) {
+        lock.unlock();
+        threads->Wait([this](Threads::Wake wake) {
+          std::unique_lock l(queue_mu);
+          if (stopping || !queue.empty()) {
+            l.unlock();
+            wake();
+          } else {
+            idle.push_back(std::move(wake));
+          }
+        });
+        lock.lock();
+      }
       if (stopping) return;
       batch.push_back(std::move(queue.front()));
       queue.pop_front();
@@ -182,11 +201,10 @@ void Client::AppendAsync(std::string payload, std::vector<StreamId> streams, App
 }
 
 Result<Address> Client::Append(std::string payload, std::vector<StreamId> streams) {
-  std::promise<Result<Address>> promise;
-  auto future = promise.get_future();
-  AppendAsync(std::move(payload), std::move(streams),
-              [&promise](Result<Address> r) { promise.set_value(std::move(r)); });
-  return future.get();
+  return WaitForValue<Result<Address>>(
+      *impl_->threads, [&](std::function<void(Result<Address>)> done) {
+        AppendAsync(std::move(payload), std::move(streams), std::move(done));
+      });
 }
 
 }  // namespace tally::client

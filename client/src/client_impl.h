@@ -6,14 +6,12 @@
 // (the batching append pipeline), chain.cc (the replication protocol).
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -84,6 +82,7 @@ struct Client::Impl {
   ClientOptions options;
   Clock* clock;
   Random* random;
+  Threads* threads;
 
   mutable std::mutex mu;
   std::shared_ptr<const Layout> layout;                                     // GUARDED_BY(mu)
@@ -96,10 +95,12 @@ struct Client::Impl {
   std::atomic<uint64_t> layout_refreshes{0};
 
   std::mutex queue_mu;
-  std::condition_variable queue_cv;
   std::deque<std::unique_ptr<internal::PendingAppend>> queue;  // GUARDED_BY(queue_mu)
-  bool stopping = false;                                       // GUARDED_BY(queue_mu)
-  std::vector<std::thread> append_threads;
+  // Wakes of append threads waiting for work (a condition variable built
+  // on the Threads seam, so a simulation can run the append threads).
+  std::vector<Threads::Wake> idle;  // GUARDED_BY(queue_mu)
+  bool stopping = false;            // GUARDED_BY(queue_mu)
+  std::vector<std::unique_ptr<ThreadHandle>> append_threads;
 };
 
 // The ReplicaIo of one operation: RPCs to log units at `layout`'s epoch,
@@ -132,7 +133,7 @@ Result<Resp> Client::Impl::Call(const std::string& endpoint, const std::string& 
   internal::Backoff backoff(random, 200'000'000);
   const int64_t start = NowNanos();
   while (true) {
-    auto r = internal::CallSync<Resp>(*channel, method, req, options.rpc_timeout);
+    auto r = internal::CallSync<Resp>(*channel, method, req, options.rpc_timeout, *threads);
     if (r.ok() || !internal::IsTransient(r.status())) return r;
     const int64_t pause = backoff.NextNanos();
     const int64_t now = NowNanos();

@@ -1,7 +1,6 @@
 #include "tally/client/log_unit_client.h"
 
-#include <future>
-
+#include "rpc.h"
 #include "tally/base/address_map.h"
 #include "tally/net/frame.h"
 #include "tally/net/typed.h"
@@ -14,13 +13,7 @@ LogUnitClient::LogUnitClient(std::shared_ptr<net::Channel> channel, Epoch epoch,
 
 template <typename Resp, typename Req>
 Result<Resp> LogUnitClient::Call(const char* method, const Req& req) {
-  std::promise<Result<Resp>> promise;
-  auto future = promise.get_future();
-  net::CallOptions options;
-  options.timeout = timeout_;
-  net::CallTyped<Resp>(*channel_, method, req, options,
-                       [&promise](Result<Resp> r) { promise.set_value(std::move(r)); });
-  return future.get();
+  return internal::CallSync<Resp>(*channel_, method, req, timeout_);
 }
 
 Status LogUnitClient::Write(proto::LogEntry entry) {

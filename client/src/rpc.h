@@ -6,29 +6,28 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <future>
 #include <string>
 
 #include "tally/base/env.h"
 #include "tally/base/result.h"
 #include "tally/base/status.h"
+#include "tally/base/threads.h"
 #include "tally/net/transport.h"
 #include "tally/net/typed.h"
 
 namespace tally::client::internal {
 
-// Issues `method(req)` on `channel` and blocks until the answer or the
-// timeout. Must not run on a transport thread (it would wait for itself).
+// Issues `method(req)` on `channel` and blocks (through `threads`) until the
+// answer or the timeout. Must not run on a transport thread (it would wait
+// for itself).
 template <typename Resp, typename Req>
 Result<Resp> CallSync(net::Channel& channel, const std::string& method, const Req& req,
-                      std::chrono::milliseconds timeout) {
-  std::promise<Result<Resp>> promise;
-  auto future = promise.get_future();
+                      std::chrono::milliseconds timeout, Threads& threads = *SystemThreads()) {
   net::CallOptions options;
   options.timeout = timeout;
-  net::CallTyped<Resp>(channel, method, req, options,
-                       [&promise](Result<Resp> r) { promise.set_value(std::move(r)); });
-  return future.get();
+  return WaitForValue<Result<Resp>>(threads, [&](std::function<void(Result<Resp>)> done) {
+    net::CallTyped<Resp>(channel, method, req, options, std::move(done));
+  });
 }
 
 // Errors that go away by themselves: the same request, sent again after a

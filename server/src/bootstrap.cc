@@ -1,7 +1,7 @@
 #include "bootstrap.h"
 
-#include <future>
 #include <memory>
+#include <mutex>
 #include <unordered_map>
 
 #include "layout_file.h"
@@ -40,7 +40,10 @@ Result<BootstrapState> MergeUnitViews(const proto::Layout& layout,
   BootstrapState state;
   std::unordered_map<StreamId, AddressMap> merged;
   for (const auto& [endpoint, view] : answered) {
-    state.global_tail = Address(std::max(state.global_tail.value(), view.local_tail));
+    // A unit trimmed past its last entry (every address up to the mark was
+    // issued, some never written) still proves those addresses were issued.
+    state.global_tail =
+        Address(std::max({state.global_tail.value(), view.local_tail, view.trim_mark}));
     for (const auto& m : view.maps) {
       StreamId id{m.stream().hi(), m.stream().lo()};
       auto map =
@@ -60,11 +63,15 @@ Result<BootstrapState> MergeUnitViews(const proto::Layout& layout,
 std::map<std::string, UnitView> QueryLogUnits(const proto::Layout& layout,
                                               net::Transport* transport,
                                               std::chrono::milliseconds timeout,
-                                              std::map<std::string, Status>* failures) {
-  struct Pending {
-    std::string endpoint;
-    std::future<Result<proto::TailResponse>> tail;
-    std::future<Result<proto::StreamMapsResponse>> maps;
+                                              std::map<std::string, Status>* failures,
+                                              Threads& threads) {
+  // Answers land here from transport callbacks; the last one wakes us.
+  struct Gather {
+    std::mutex mu;
+    std::map<std::string, Result<proto::TailResponse>> tails;       // GUARDED_BY(mu)
+    std::map<std::string, Result<proto::StreamMapsResponse>> maps;  // GUARDED_BY(mu)
+    size_t left = 0;                                                // GUARDED_BY(mu)
+    Threads::Wake wake;                                             // GUARDED_BY(mu)
   };
   net::CallOptions options;
   options.timeout = timeout;
@@ -73,37 +80,68 @@ std::map<std::string, UnitView> QueryLogUnits(const proto::Layout& layout,
   proto::StreamMapsRequest maps_req;
   maps_req.set_epoch(layout.epoch());
 
-  std::vector<Pending> pending;
-  for (const auto& ep : LogUnitEndpoints(layout)) {
-    std::shared_ptr<net::Channel> channel = transport->Connect(ep);
-    auto tail = std::make_shared<std::promise<Result<proto::TailResponse>>>();
-    auto maps = std::make_shared<std::promise<Result<proto::StreamMapsResponse>>>();
-    pending.push_back({ep, tail->get_future(), maps->get_future()});
-    net::CallTyped<proto::TailResponse>(
-        *channel, "log.tail", tail_req, options,
-        [tail](Result<proto::TailResponse> r) { tail->set_value(std::move(r)); });
-    net::CallTyped<proto::StreamMapsResponse>(
-        *channel, "log.stream_maps", maps_req, options,
-        [maps](Result<proto::StreamMapsResponse> r) { maps->set_value(std::move(r)); });
-  }
-  // Every call completes by its deadline (the Channel contract), so these
-  // waits are bounded by `timeout`.
+  const std::vector<std::string> endpoints = LogUnitEndpoints(layout);
+  auto gather = std::make_shared<Gather>();
+  gather->left = 2 * endpoints.size();
+  auto arrived = [gather] {
+    Threads::Wake wake;
+    {
+      std::lock_guard lock(gather->mu);
+      if (--gather->left == 0) wake = gather->wake;
+    }
+    if (wake) wake();
+  };
+  // Every call completes by its deadline (the Channel contract), so this
+  // wait is bounded by `timeout`.
+  threads.Wait([&](Threads::Wake wake) {
+    {
+      std::lock_guard lock(gather->mu);
+      gather->wake = wake;
+      if (gather->left == 0) {
+        wake();
+        return;
+      }
+    }
+    for (const auto& ep : endpoints) {
+      std::shared_ptr<net::Channel> channel = transport->Connect(ep);
+      net::CallTyped<proto::TailResponse>(*channel, "log.tail", tail_req, options,
+                                          [gather, ep, arrived](Result<proto::TailResponse> r) {
+                                            {
+                                              std::lock_guard lock(gather->mu);
+                                              gather->tails.emplace(ep, std::move(r));
+                                            }
+                                            arrived();
+                                          });
+      net::CallTyped<proto::StreamMapsResponse>(
+          *channel, "log.stream_maps", maps_req, options,
+          [gather, ep, arrived](Result<proto::StreamMapsResponse> r) {
+            {
+              std::lock_guard lock(gather->mu);
+              gather->maps.emplace(ep, std::move(r));
+            }
+            arrived();
+          });
+    }
+  });
+
+  std::lock_guard lock(gather->mu);
   std::map<std::string, UnitView> answered;
-  for (auto& p : pending) {
-    Result<proto::TailResponse> tail = p.tail.get();
-    Result<proto::StreamMapsResponse> maps = p.maps.get();
+  for (const auto& ep : endpoints) {
+    Result<proto::TailResponse>& tail = gather->tails.at(ep);
+    Result<proto::StreamMapsResponse>& maps = gather->maps.at(ep);
     if (!tail.ok()) {
-      (*failures)[p.endpoint] = tail.status();
+      (*failures)[ep] = tail.status();
       continue;
     }
     if (!maps.ok()) {
-      (*failures)[p.endpoint] = maps.status();
+      (*failures)[ep] = maps.status();
       continue;
     }
     UnitView view;
     view.local_tail = tail->local_tail();
+    view.trim_mark = tail->trim_mark();
     view.maps.assign(maps->streams().begin(), maps->streams().end());
-    answered.emplace(p.endpoint, std::move(view));
+    answered.emplace(ep, std::move(view));
   }
   return answered;
 }

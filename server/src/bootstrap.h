@@ -12,6 +12,7 @@
 
 #include "tally/base/ids.h"
 #include "tally/base/result.h"
+#include "tally/base/threads.h"
 #include "tally/net/transport.h"
 #include "tally/proto/layout.pb.h"
 #include "tally/proto/logunit.pb.h"
@@ -23,6 +24,7 @@ namespace tally::server {
 struct UnitView {
   uint64_t local_tail = 0;
   std::vector<proto::StreamMap> maps;
+  uint64_t trim_mark = 0;  // everything below is trimmed there
 };
 
 // The input of Sequencer::Bootstrap.
@@ -32,7 +34,8 @@ struct BootstrapState {
   size_t units = 0;                                // log units that contributed
 };
 
-// Pure: merges the views of the units that answered (endpoint -> view).
+// Pure: merges the views (the global tail is the highest local tail or trim
+// mark, so a tail never falls below a trim) of the units that answered (endpoint -> view).
 // Errors: Unavailable naming the first stripe none of whose replicas
 // answered (with its chain); Malformed when a unit's map does not parse.
 Result<BootstrapState> MergeUnitViews(const proto::Layout& layout,
@@ -41,10 +44,12 @@ Result<BootstrapState> MergeUnitViews(const proto::Layout& layout,
 // Asks every log unit of `layout` for log.tail and log.stream_maps in the
 // layout's epoch, all at once, and waits for every answer or `timeout`.
 // Returns the views of the units that answered both; the others land in
-// `failures` (endpoint -> error). Blocks: never call on a transport thread.
+// `failures` (endpoint -> error). Blocks through `threads`: never call on a
+// transport thread.
 std::map<std::string, UnitView> QueryLogUnits(const proto::Layout& layout,
                                               net::Transport* transport,
                                               std::chrono::milliseconds timeout,
-                                              std::map<std::string, Status>* failures);
+                                              std::map<std::string, Status>* failures,
+                                              Threads& threads = *SystemThreads());
 
 }  // namespace tally::server

@@ -51,6 +51,12 @@ Result<std::unique_ptr<Node>> Node::Start(NodeOptions options, net::Transport* t
     log::LogUnitOptions lu;
     lu.store.dir = JoinPath(o.data_dir, "log");
     lu.store.segment_bytes = o.segment_bytes;
+    lu.store.env = o.env;
+    lu.store.metadata_env = o.metadata_env;
+    if (o.inline_io) {
+      lu.store.inline_writes = true;
+      lu.io_threads = 0;
+    }
     log::RecoveryReport report;
     auto unit = log::LogUnit::Open(lu, &report);
     if (!unit.ok()) return unit.status().WithContext("opening log unit in " + lu.store.dir);
@@ -63,7 +69,9 @@ Result<std::unique_ptr<Node>> Node::Start(NodeOptions options, net::Transport* t
     node->log_unit_->Register(node->registry_);
   }
   if (o.roles.sequencer) {
-    node->sequencer_ = std::make_unique<SequencerRole>(*o.layout, transport);
+    SequencerRoleOptions so;
+    so.threads = o.threads;
+    node->sequencer_ = std::make_unique<SequencerRole>(*o.layout, transport, so);
     node->sequencer_->Register(node->registry_);
   }
   RegisterLayoutService(node->registry_, &o.layout);

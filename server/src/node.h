@@ -9,8 +9,14 @@
 #include <string>
 #include <string_view>
 
+namespace rocksdb {
+class Env;
+}
+
+#include "tally/base/env.h"
 #include "tally/base/ids.h"
 #include "tally/base/result.h"
+#include "tally/base/threads.h"
 #include "tally/log/log_unit.h"
 #include "tally/net/transport.h"
 #include "tally/proto/layout.pb.h"
@@ -39,6 +45,15 @@ struct NodeOptions {
   Roles roles;
   // The static layout (--layout). Required by the sequencer role.
   std::optional<proto::Layout> layout;
+
+  // Seams for the deterministic simulation (docs/simulation.md); the
+  // defaults are the real OS. Not owned.
+  Env env{};                             // the log unit's files, clock, randomness
+  rocksdb::Env* metadata_env = nullptr;  // the log unit's RocksDB env
+  Threads* threads = nullptr;            // the sequencer bootstrap's thread and waits
+  // True: the log unit writes, syncs and answers on the calling thread (no
+  // writer or I/O threads), as a simulation needs.
+  bool inline_io = false;
 };
 
 class Node {

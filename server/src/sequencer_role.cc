@@ -8,26 +8,25 @@ namespace tally::server {
 
 SequencerRole::SequencerRole(proto::Layout layout, net::Transport* transport,
                              SequencerRoleOptions options)
-    : layout_(std::move(layout)), transport_(transport), options_(options) {}
+    : layout_(std::move(layout)),
+      transport_(transport),
+      options_(options),
+      threads_(options.threads != nullptr ? options.threads : SystemThreads()) {}
 
 SequencerRole::~SequencerRole() {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  stopping_ = true;
+  if (thread_ != nullptr) thread_->Join();
 }
 
 void SequencerRole::Register(net::ServiceRegistry& registry) { service_.Register(registry); }
 
 void SequencerRole::StartBootstrap() {
-  thread_ = std::thread([this] { BootstrapLoop(); });
+  thread_ = threads_->Start("sequencer-bootstrap", [this] { BootstrapLoop(); });
 }
 
 Status SequencerRole::TryBootstrap() {
   std::map<std::string, Status> failures;
-  auto answered = QueryLogUnits(layout_, transport_, options_.rpc_timeout, &failures);
+  auto answered = QueryLogUnits(layout_, transport_, options_.rpc_timeout, &failures, *threads_);
   auto state = MergeUnitViews(layout_, answered);
   if (!state.ok()) {
     std::string detail;
@@ -49,10 +48,7 @@ void SequencerRole::BootstrapLoop() {
   std::chrono::milliseconds delay = options_.backoff_min;
   std::string last_error;
   for (int attempt = 1;; ++attempt) {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      if (stopping_) return;
-    }
+    if (stopping_) return;
     Status st = TryBootstrap();
     if (st.ok()) {
       bootstrapped_ = true;
@@ -66,10 +62,20 @@ void SequencerRole::BootstrapLoop() {
     } else {
       spdlog::debug("sequencer bootstrap attempt {} failed: {}", attempt, st.ToString());
     }
-    std::unique_lock<std::mutex> l(mu_);
-    if (cv_.wait_for(l, delay, [this] { return stopping_; })) return;
+    if (SleepUnlessStopping(delay)) return;
     delay = std::min(delay * 2, options_.backoff_max);
   }
+}
+
+bool SequencerRole::SleepUnlessStopping(std::chrono::milliseconds delay) {
+  constexpr int64_t kSliceNanos = 20'000'000;
+  int64_t left = std::chrono::duration_cast<std::chrono::nanoseconds>(delay).count();
+  while (left > 0 && !stopping_) {
+    const int64_t slice = std::min(left, kSliceNanos);
+    threads_->SleepNanos(slice);
+    left -= slice;
+  }
+  return stopping_;
 }
 
 }  // namespace tally::server

@@ -8,10 +8,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
+#include <memory>
 
+#include "tally/base/threads.h"
 #include "tally/net/transport.h"
 #include "tally/proto/layout.pb.h"
 #include "tally/sequencer/sequencer.h"
@@ -23,6 +22,7 @@ struct SequencerRoleOptions {
   std::chrono::milliseconds rpc_timeout{2000};  // per log.tail / log.stream_maps
   std::chrono::milliseconds backoff_min{100};   // first retry delay
   std::chrono::milliseconds backoff_max{5000};  // delays double up to this
+  Threads* threads = nullptr;                   // nullptr: SystemThreads()
 };
 
 class SequencerRole {
@@ -56,10 +56,12 @@ class SequencerRole {
   sequencer::SequencerService service_{&core_};
   std::atomic<bool> bootstrapped_{false};
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;  // GUARDED_BY(mu_)
-  std::thread thread_;
+  // Sleeps up to `delay`, in slices, returning early (true) once stopping.
+  bool SleepUnlessStopping(std::chrono::milliseconds delay);
+
+  Threads* const threads_;
+  std::atomic<bool> stopping_{false};
+  std::unique_ptr<ThreadHandle> thread_;
 };
 
 }  // namespace tally::server

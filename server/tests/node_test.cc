@@ -119,6 +119,9 @@ TEST(MergeUnitViewsTest, TakesTheHighestTailAndTheUnionOfMaps) {
       EXPECT_EQ(*addrs, (std::vector<Address>{Address(5)}));
     }
   }
+  // A unit trimmed past its last entry: the tail never falls below a trim.
+  views["c"].trim_mark = 12;
+  EXPECT_EQ(MergeUnitViews(l, views)->global_tail, Address(12));
   views["a"].maps.front().set_roaring64("garbage");
   EXPECT_EQ(MergeUnitViews(l, views).status().code(), Code::kMalformed);
 }

@@ -14,6 +14,7 @@
 
 #include "tally/base/env.h"
 #include "tally/base/ids.h"
+#include "tally/base/threads.h"
 #include "tally/base/result.h"
 #include "tally/client/layout.h"
 #include "tally/net/transport.h"
@@ -47,9 +48,10 @@ struct ClientOptions {
   std::string principal;
   // Clock and randomness (nullptr members: DefaultEnv()). Not owned.
   Env env{};
-  // Pauses retry loops; nullptr: std::this_thread::sleep_for. A simulation
-  // plugs its virtual-time sleep here.
-  std::function<void(std::chrono::nanoseconds)> sleep;
+  // How the client starts its append threads, waits for answers and pauses
+  // retry loops (nullptr: SystemThreads()). A simulation plugs in
+  // net::SimThreads to run the client on virtual time. Not owned.
+  Threads* threads = nullptr;
 };
 
 // Counters since the client was created.
