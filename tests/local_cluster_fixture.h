@@ -78,9 +78,9 @@ class LocalClusterTestBase : public ::testing::Test {
     return pids;
   }
 
-  // `local up --nodes N`; fills endpoints_ from the printed export line.
-  void Up(int nodes = 3) {
-    auto up = RunCommand(Local("up", "--nodes " + std::to_string(nodes)) + " 2>&1");
+  // `local up --nodes N ARGS`; fills endpoints_ from the printed export line.
+  void Up(int nodes = 3, const std::string& args = "") {
+    auto up = RunCommand(Local("up", "--nodes " + std::to_string(nodes) + " " + args) + " 2>&1");
     ASSERT_EQ(up.exit_code, 0) << up.out;
     std::smatch m;
     std::regex re("export TALLY_ENDPOINTS=([^\\n]*)");

@@ -23,6 +23,23 @@ void SetStream(const StreamId& id, proto::StreamId* out) {
   out->set_lo(id.lo);
 }
 
+// Trimmed when the stripe tail `unit` (stripe `k` of `n`) answered `req`
+// with a trim mark above the stripe's first address in the request: a range
+// read reaching below the mark fails as a whole rather than coming back
+// shortened.
+Status CheckRangeAboveTrimMark(const std::string& unit, const proto::ReadRangeResponse& resp,
+                               const proto::ReadRangeRequest& req, size_t k, size_t n) {
+  const uint64_t trim_mark = resp.trim_mark();
+  const uint64_t from = req.from();
+  const uint64_t to = req.to();
+  if (trim_mark <= from) return Status::OK();
+  const uint64_t first = from + (k + n - from % n) % n;
+  if (first >= to || first >= trim_mark) return Status::OK();
+  return Trimmed("address " + std::to_string(first) + " is below the trim mark " +
+                 std::to_string(trim_mark) + " of " + unit +
+                 "; its data is gone: read from the trim mark on");
+}
+
 }  // namespace
 
 // --- Impl: environment, layout, channels ---
@@ -60,9 +77,9 @@ std::shared_ptr<net::Channel> Client::Impl::ChannelTo(const std::string& endpoin
 Result<Layout> Client::Impl::FetchLayout(const std::vector<std::string>& endpoints) {
   std::string errors;
   for (const auto& endpoint : endpoints) {
-    auto r = internal::CallSync<proto::GetLayoutResponse>(
-        *ChannelTo(endpoint), "layout.get", proto::GetLayoutRequest(), options.rpc_timeout,
-        *threads);
+    auto r = internal::CallSync<proto::GetLayoutResponse>(*ChannelTo(endpoint), "layout.get",
+                                                          proto::GetLayoutRequest(),
+                                                          options.rpc_timeout, *threads);
     Status st = r.status();
     if (r.ok()) {
       auto layout = Layout::FromProto(std::move(*r->mutable_layout()));
@@ -228,6 +245,9 @@ Result<std::vector<proto::LogEntry>> Client::ReadRange(Address from, Address to)
               auto r = impl_->Call<proto::ReadRangeResponse>(seg.stripes[k].back(),
                                                              "log.read_range", req, deadline);
               if (!r.ok()) return r.status();
+              Status trimmed =
+                  CheckRangeAboveTrimMark(seg.stripes[k].back(), *r, req, k, seg.stripes.size());
+              if (!trimmed.ok()) return trimmed;
               for (auto& e : *r->mutable_entries()) {
                 if (e.address() % seg.stripes.size() == k) out[e.address()] = std::move(e);
               }

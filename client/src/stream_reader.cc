@@ -14,7 +14,16 @@ Result<std::optional<proto::LogEntry>> StreamReader::Next() {
       pending_.assign(fresh.begin(), fresh.end());
     }
     const Address next = pending_.front();
-    TALLY_ASSIGN_OR_RETURN(proto::LogEntry entry, client_->Read(next));
+    auto read = client_->Read(next);
+    if (!read.ok() && read.status().code() == Code::kTrimmed) {
+      // Not skipped: the stream had data here, and a consumer that rebuilds
+      // state from the stream must not miss it silently.
+      return Trimmed("stream " + stream_.ToHex() + ": " + read.status().message() +
+                     "; this reader's position is below the trim mark: restore the stream's "
+                     "state from a checkpoint and read on from its position with a new "
+                     "StreamReader");
+    }
+    TALLY_ASSIGN_OR_RETURN(proto::LogEntry entry, std::move(read));
     pending_.pop_front();
     position_ = next.next();
     if (entry.type() == proto::HOLE) continue;

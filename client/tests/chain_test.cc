@@ -21,12 +21,14 @@ class FakeIo final : public ReplicaIo {
   }
   Status Write(const std::string& unit, const proto::LogEntry& entry) override {
     writes++;
+    if (entry.address() < trim_marks[unit]) return Trimmed("below the trim mark");
     auto& held = units[unit];
     if (held.count(entry.address()) != 0) return AlreadyWritten("taken");
     held[entry.address()] = entry;
     return Status::OK();
   }
   Result<proto::LogEntry> Read(const std::string& unit, Address address) override {
+    if (address.value() < trim_marks[unit]) return Trimmed("below the trim mark");
     auto& held = units[unit];
     auto it = held.find(address.value());
     if (it == held.end()) return Unwritten("nothing");
@@ -44,6 +46,7 @@ class FakeIo final : public ReplicaIo {
   void SleepNanos(int64_t nanos) override { now += nanos; }
 
   std::map<std::string, std::map<uint64_t, proto::LogEntry>> units;
+  std::map<std::string, uint64_t> trim_marks;
   Address global_tail{100};
   int64_t now = 0;
   int writes = 0;
@@ -122,6 +125,30 @@ TEST(ChainTest, ReadCompletesFromTheHead) {
   EXPECT_EQ(e->payload(), "half");
   EXPECT_EQ(io.units["t"][3].payload(), "half");
   EXPECT_EQ(io.now, 0) << "no wait when the head holds the entry";
+}
+
+// A trim reaches the units one by one: whichever of tail and head has the
+// mark already, the read answers TRIMMED and writes nothing.
+TEST(ChainTest, TrimmedAtTheTailIsNeverCompleted) {
+  FakeIo io;
+  io.units["h"][3] = Data(3, "old");
+  io.trim_marks["t"] = 10;
+  ChainCounters counters;
+  auto e = ReadChain(io, kChain, Address(3), ReadOptions(), &counters);
+  EXPECT_EQ(e.status().code(), Code::kTrimmed) << e.status().ToString();
+  EXPECT_EQ(io.writes, 0);
+  EXPECT_EQ(counters.chains_completed.load(), 0u);
+}
+
+TEST(ChainTest, TrimmedAtTheHeadIsNeverHoleFilled) {
+  FakeIo io;
+  io.trim_marks["h"] = 10;  // the tail is not trimmed yet and has nothing at 3
+  ChainCounters counters;
+  auto e = ReadChain(io, kChain, Address(3), ReadOptions(), &counters);
+  EXPECT_EQ(e.status().code(), Code::kTrimmed) << e.status().ToString();
+  EXPECT_EQ(io.writes, 0);
+  EXPECT_EQ(io.now, 0) << "no wait for a writer below the mark";
+  EXPECT_EQ(counters.holes_filled.load(), 0u);
 }
 
 }  // namespace

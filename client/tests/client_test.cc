@@ -1,7 +1,7 @@
 // The client runtime against an in-process cluster: log units on in-memory
 // files, a sequencer, all behind net::InProcessNetwork. Covers chain writes,
 // striping, batching, hole filling, the writer/reader race, chain
-// completion, range and stream reads, and an unreachable log unit.
+// completion, range and stream reads, an unreachable log unit, and trim.
 
 #include "tally/client/client.h"
 
@@ -381,6 +381,149 @@ TEST_F(ClientTest, UnreachableLogUnitFailsAppendWithARetryableError) {
   EXPECT_NE(a.status().message().find("lu2"), std::string::npos) << a.status().ToString();
   EXPECT_NE(a.status().message().find("gave up"), std::string::npos) << a.status().ToString();
   cluster_.net().SetLinkPolicy(nullptr);
+}
+
+// Appends "e<first>".."e<first+n-1>" to stream a; returns their addresses.
+std::vector<Address> AppendN(Client& client, int n, int first = 0) {
+  std::vector<Address> out;
+  for (int i = first; i < first + n; ++i) {
+    auto a = client.Append("e" + std::to_string(i), {kA});
+    EXPECT_TRUE(a.ok()) << a.status().ToString();
+    if (a.ok()) out.push_back(*a);
+  }
+  return out;
+}
+
+TEST_F(ClientTest, TrimMakesReadsBelowTheMarkTrimmed) {
+  ASSERT_EQ(AppendN(*client_, 5).size(), 5u);     // addresses 0..4: e0..e4
+  Address stalled = cluster_.TakeToken();         // 5: issued, never written
+  ASSERT_EQ(AppendN(*client_, 5, 5).size(), 5u);  // 6..10: e5..e9
+  ASSERT_EQ(stalled.value(), 5u);
+  const Address mark(8);
+
+  auto r = client_->Trim(mark);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->mark, mark);
+  ASSERT_EQ(r->units.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(r->units[i].endpoint, "lu" + std::to_string(i));
+    EXPECT_EQ(r->units[i].trim_mark, mark);
+    auto t = cluster_.Unit(i).Tail();
+    ASSERT_TRUE(t.ok());
+    EXPECT_EQ(t->trim_mark(), mark.value()) << "lu" << i;
+  }
+  for (uint64_t a = 0; a < mark.value(); ++a) {
+    auto e = client_->Read(Address(a));
+    EXPECT_EQ(e.status().code(), Code::kTrimmed) << "address " << a;
+    EXPECT_NE(e.status().message().find("trim mark 8"), std::string::npos) << e.status().ToString();
+  }
+  // The stalled token below the mark is neither hole-filled nor completed.
+  EXPECT_EQ(client_->stats().holes_filled, 0u);
+  EXPECT_EQ(client_->stats().chains_completed, 0u);
+  for (uint64_t a = mark.value(); a < 11; ++a) {
+    auto e = client_->Read(Address(a));
+    ASSERT_TRUE(e.ok()) << "address " << a << ": " << e.status().ToString();
+    EXPECT_EQ(e->payload(), "e" + std::to_string(a - 1));
+  }
+
+  // A range reaching below the mark fails as a whole, naming the mark.
+  auto below = client_->ReadRange(Address(3), Address(11));
+  EXPECT_EQ(below.status().code(), Code::kTrimmed);
+  EXPECT_NE(below.status().message().find("trim mark 8"), std::string::npos)
+      << below.status().ToString();
+  auto above = client_->ReadRange(mark, Address(100));
+  ASSERT_TRUE(above.ok()) << above.status().ToString();
+  ASSERT_EQ(above->size(), 3u);
+  EXPECT_EQ(above->front().address(), mark.value());
+
+  // A stream read from before the mark fails clearly; from the mark it reads.
+  StreamReader old_reader(client_.get(), kA);
+  auto stuck = old_reader.Next();
+  EXPECT_EQ(stuck.status().code(), Code::kTrimmed);
+  EXPECT_NE(stuck.status().message().find(kA.ToHex()), std::string::npos)
+      << stuck.status().ToString();
+  EXPECT_NE(stuck.status().message().find("trim mark 8"), std::string::npos);
+  EXPECT_EQ(old_reader.position(), Address(0));
+  StreamReader reader(client_.get(), kA, mark);
+  std::vector<std::string> seen;
+  while (true) {
+    auto e = reader.Next();
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    if (!e->has_value()) break;
+    seen.push_back((*e)->payload());
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"e7", "e8", "e9"}));
+
+  // Trimming lower again is a no-op: each unit keeps its higher mark.
+  auto lower = client_->Trim(Address(2));
+  ASSERT_TRUE(lower.ok()) << lower.status().ToString();
+  for (const auto& u : lower->units) EXPECT_EQ(u.trim_mark, mark) << u.endpoint;
+  // Appends still work above the mark.
+  auto a = client_->Append("after");
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(client_->Read(*a)->payload(), "after");
+}
+
+TEST_F(ClientTest, TrimAtOrAboveTheTailIsRefused) {
+  AppendN(*client_, 3);
+  for (uint64_t m : {3, 4, 1000}) {
+    auto r = client_->Trim(Address(m));
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << m;
+    EXPECT_NE(r.status().message().find("cannot trim at or above the global tail 3"),
+              std::string::npos)
+        << r.status().ToString();
+  }
+  auto t = cluster_.Unit(0).Tail();
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->trim_mark(), 0u) << "a refused trim must not reach any unit";
+  EXPECT_TRUE(client_->Read(Address(0)).ok());
+}
+
+TEST_F(ClientTest, TrimWithAnUnreachableUnitNamesItAndCanBeRepeated) {
+  AppendN(*client_, 6);
+  cluster_.net().SetLinkPolicy([](std::string_view, std::string_view to) {
+    return to == "lu1" ? net::LinkAction::Drop() : net::LinkAction::Deliver();
+  });
+  auto t = cluster_.Transport("trimmer");
+  ClientOptions o = cluster_.Options(t.get(), cluster_.MakeLayout(1, 3));
+  o.rpc_timeout = 100ms;
+  o.retry_deadline = 300ms;
+  auto trimmer = MakeClient(o);
+  auto r = trimmer->Trim(Address(4));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().retryable()) << r.status().ToString();
+  const std::string& msg = r.status().message();
+  EXPECT_NE(msg.find("1 of 3 log units failed"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("lu1:"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("trimmed on lu0 lu2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("safe"), std::string::npos) << msg;
+  // The units that answered are trimmed (the tail, lu2, serves reads).
+  EXPECT_EQ(cluster_.Unit(0).Tail()->trim_mark(), 4u);
+  EXPECT_EQ(cluster_.Unit(2).Tail()->trim_mark(), 4u);
+  EXPECT_EQ(trimmer->Read(Address(1)).status().code(), Code::kTrimmed);
+
+  cluster_.net().SetLinkPolicy(nullptr);
+  auto again = trimmer->Trim(Address(4));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  ASSERT_EQ(again->units.size(), 3u);
+  EXPECT_EQ(cluster_.Unit(1).Tail()->trim_mark(), 4u);
+}
+
+TEST(ClientStripesTest, TrimReachesEveryUnitOfEveryStripe) {
+  Cluster cluster(6);
+  auto t = cluster.Transport("client");
+  auto client = MakeClient(cluster.Options(t.get(), cluster.MakeLayout(2, 3)));
+  AppendN(*client, 10);
+  auto r = client->Trim(Address(5));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->units.size(), 6u);
+  for (int u = 0; u < 6; ++u) EXPECT_EQ(cluster.Unit(u).Tail()->trim_mark(), 5u) << "lu" << u;
+  // Address 4 is on stripe 0, address 5 on stripe 1: a range from 4 is
+  // trimmed, a range from 5 is whole.
+  EXPECT_EQ(client->ReadRange(Address(4), Address(10)).status().code(), Code::kTrimmed);
+  auto whole = client->ReadRange(Address(5), Address(10));
+  ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+  EXPECT_EQ(whole->size(), 5u);
 }
 
 TEST(ClientCreateTest, RefusesMissingTransportAndLayout) {

@@ -88,6 +88,13 @@ ClusterCommands::ClusterCommands(CLI::App& app, const Globals& g) : g_(g) {
   stream_follow_->add_option("--limit", follow_limit_, "stop after this many entries (0: never)");
 
   layout_ = app.add_subcommand("layout", "print the cluster layout (epoch, sequencer, chains)");
+
+  trim_ = app.add_subcommand(
+      "trim",
+      "prefix-trim the log on every log unit: addresses below ADDRESS answer TRIMMED "
+      "from now on and segment files wholly below it are deleted (irreversible; "
+      "keep ADDRESS at or below every consumer's position)");
+  trim_->add_option("ADDRESS", address_, "the trim mark: the first address kept")->required();
 }
 
 std::optional<int> ClusterCommands::Run() {
@@ -98,6 +105,7 @@ std::optional<int> ClusterCommands::Run() {
   if (*stream_read_) return StreamRead(/*follow=*/false);
   if (*stream_follow_) return StreamRead(/*follow=*/true);
   if (*layout_) return Layout();
+  if (*trim_) return Trim();
   return std::nullopt;
 }
 
@@ -245,6 +253,33 @@ int ClusterCommands::Layout() {
       std::cout << "  (head -> tail)\n";
     }
   }
+  return kExitOk;
+}
+
+int ClusterCommands::Trim() {
+  auto s = Connect(g_);
+  if (!s.ok()) return Fail(g_, s.status());
+  auto r = (*s)->client->Trim(Address(address_));
+  if (!r.ok()) return Fail(g_, r.status());
+  if (g_.json()) {
+    std::string units = "[";
+    for (size_t i = 0; i < r->units.size(); ++i) {
+      if (i) units += ",";
+      units += JsonObject()
+                   .Add("endpoint", r->units[i].endpoint)
+                   .Add("trim_mark", r->units[i].trim_mark.value())
+                   .str();
+    }
+    std::cout << JsonObject().Add("trim_mark", address_).AddRaw("units", units + "]").str() << "\n";
+    return kExitOk;
+  }
+  std::cout << "trimmed below " << address_ << " on " << r->units.size() << " log unit(s):";
+  for (const auto& u : r->units) {
+    std::cout << " " << u.endpoint;
+    // A unit trimmed further before keeps its higher mark.
+    if (u.trim_mark.value() != address_) std::cout << " (trim mark " << u.trim_mark.value() << ")";
+  }
+  std::cout << "\n";
   return kExitOk;
 }
 

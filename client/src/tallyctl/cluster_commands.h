@@ -2,7 +2,7 @@
 
 // tallyctl's commands on the shared log as a whole (through the client
 // runtime: sequencer tokens, chain replication, reads from chain tails):
-// append, read, scan, tail, stream read|follow, layout.
+// append, read, scan, tail, stream read|follow, layout, trim.
 
 #include <CLI/CLI.hpp>
 #include <optional>
@@ -29,6 +29,7 @@ class ClusterCommands {
   int Tail();
   int StreamRead(bool follow);
   int Layout();
+  int Trim();
 
   const Globals& g_;
   CLI::App* append_ = nullptr;
@@ -38,6 +39,7 @@ class ClusterCommands {
   CLI::App* stream_read_ = nullptr;
   CLI::App* stream_follow_ = nullptr;
   CLI::App* layout_ = nullptr;
+  CLI::App* trim_ = nullptr;
 
   std::vector<std::string> streams_;
   std::string data_;

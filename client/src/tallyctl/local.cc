@@ -181,12 +181,14 @@ void KillAll(const LocalCluster& c) {
 // taken before its node could bind it.
 Result<LocalCluster> CreateCluster(net::Transport& transport, const std::string& dir,
                                    uint32_t nodes, uint32_t stripes, uint32_t chain,
-                                   const std::string& server_bin, milliseconds wait) {
+                                   uint32_t segment_mb, const std::string& server_bin,
+                                   milliseconds wait) {
   Status last;
   for (int attempt = 1; attempt <= kUpAttempts; ++attempt) {
     LocalCluster c;
     c.dir = dir;
     c.server_bin = server_bin;
+    c.segment_mb = segment_mb;
     c.layout_file = dir + "/layout.json";
     std::vector<std::string> endpoints;
     for (uint32_t i = 1; i <= nodes; ++i) {
@@ -247,6 +249,10 @@ LocalCommand::LocalCommand(CLI::App& app) {
       ->check(CLI::Range(1, 64));
   up_->add_option("--wait-s", flags_.wait_s, "seconds to wait for the cluster to serve")
       ->capture_default_str();
+  up_->add_option("--segment-mb", flags_.segment_mb,
+                  "segment file size of every log unit in MiB (default: tally-server's); "
+                  "small segments let a trim free space sooner")
+      ->check(CLI::Range(1, 4096));
   up_->add_option("--server-bin", flags_.server_bin,
                   "the tally-server binary (default: next to tallyctl)");
   status_ = local_->add_subcommand("status", "show each node: endpoint, pid, roles, up/down");
@@ -313,7 +319,7 @@ int LocalCommand::Run(bool json) {
       std::filesystem::create_directories(dir, ec);
       if (ec) return LocalFail(json, IoError("cannot create " + dir + ": " + ec.message()));
       auto created = CreateCluster(transport, std::filesystem::absolute(dir).string(), flags_.nodes,
-                                   stripes, chain, bin, wait);
+                                   stripes, chain, flags_.segment_mb, bin, wait);
       if (!created.ok()) return LocalFail(json, created.status());
       existing = std::move(created);
     }

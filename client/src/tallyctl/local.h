@@ -34,6 +34,7 @@ class LocalCommand {
     uint32_t chain = 0;    // 0: min(3, nodes)
     uint64_t node = 0;
     uint32_t wait_s = 30;
+    uint32_t segment_mb = 0;  // 0: tally-server's default
     std::string server_bin;
   };
   CLI::App* local_ = nullptr;

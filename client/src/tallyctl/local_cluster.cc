@@ -91,6 +91,7 @@ Result<LocalCluster> ReadCluster(const std::string& dir) {
   c.server_bin = root.server_bin();
   c.layout_file = root.layout_file();
   c.epoch = root.epoch();
+  c.segment_mb = root.segment_mb();
   if (root.nodes().empty()) {
     return Malformed(path + " lists no nodes; remove the directory and run `local up` again");
   }
@@ -115,6 +116,7 @@ Status WriteCluster(const LocalCluster& c) {
   root.set_server_bin(c.server_bin);
   root.set_layout_file(c.layout_file);
   root.set_epoch(c.epoch);
+  root.set_segment_mb(c.segment_mb);
   for (const auto& n : c.nodes) {
     auto* node = root.add_nodes();
     node->set_id(n.id);
@@ -204,6 +206,10 @@ Result<pid_t> SpawnNode(const LocalCluster& cluster, const LocalNode& node,
                                    node.data_dir,      "--roles",           roles,
                                    "--layout",         cluster.layout_file, "--ready-file",
                                    ready_file};
+  if (cluster.segment_mb != 0) {
+    argv.push_back("--segment-mb");
+    argv.push_back(std::to_string(cluster.segment_mb));
+  }
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);

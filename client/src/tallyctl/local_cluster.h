@@ -36,6 +36,7 @@ struct LocalCluster {
   std::string server_bin;   // the tally-server the nodes run
   std::string layout_file;  // DIR/layout.json
   uint64_t epoch = 0;       // of the layout
+  uint64_t segment_mb = 0;  // tally-server --segment-mb (0: the server's default)
   std::vector<LocalNode> nodes;
 
   // The node with `id`, or nullptr.
@@ -73,8 +74,8 @@ std::string DefaultServerBinary();
 
 // Starts `node` detached (own session, stdin /dev/null, stdout and stderr
 // appended to its log file) with its recorded endpoint, data dir, roles and
-// the cluster's layout; `ready_file` is removed first and written by the
-// node once it serves. Returns the pid. Errors: IoError (fork failed).
+// the cluster's layout (and segment size, if set); `ready_file` is removed
+// first and written by the node once it serves. Returns the pid. Errors: IoError (fork failed).
 Result<pid_t> SpawnNode(const LocalCluster& cluster, const LocalNode& node,
                         const std::string& ready_file);
 

@@ -1,6 +1,6 @@
 // tallyctl: the command line for Tally, like etcdctl.
 //
-//   shared log:  append, read, scan, tail, stream read|follow, layout
+//   shared log:  append, read, scan, tail, stream read|follow, layout, trim
 //   one unit:    unit write|read|scan|tail|seal|trim|fill-hole
 //   dev cluster: local up|status|down|kill|start
 //

@@ -14,8 +14,8 @@
 
 #include "tally/base/env.h"
 #include "tally/base/ids.h"
-#include "tally/base/threads.h"
 #include "tally/base/result.h"
+#include "tally/base/threads.h"
 #include "tally/client/layout.h"
 #include "tally/net/transport.h"
 #include "tally/proto/layout.pb.h"
@@ -67,6 +67,18 @@ struct ClientStats {
 
 using AppendCallback = std::function<void(Result<Address>)>;
 
+// What Client::Trim did: the mark asked for and, per log unit of the layout
+// (first-seen order), the unit's trim mark after the call (above `mark` when
+// the unit had been trimmed further before).
+struct TrimResult {
+  struct Unit {
+    std::string endpoint;
+    Address trim_mark;
+  };
+  Address mark;
+  std::vector<Unit> units;
+};
+
 // Thread-safe: every method may be called from any thread except a
 // transport thread and an AppendAsync callback (blocking methods would wait
 // for themselves there).
@@ -103,13 +115,29 @@ class Client {
   // hole). Completes a chain that only its first units hold; fills a hole at
   // an address issued but left unwritten for hole_fill_timeout.
   // Errors: Unwritten (at or above the global tail: nothing was issued
-  // there), Trimmed, Corruption, Internal (replicas disagree), transient
-  // errors after retry_deadline.
+  // there), Trimmed (below the trim mark, which the message names; never
+  // completed or hole-filled), Corruption, Internal (replicas disagree),
+  // transient errors after retry_deadline.
   Result<proto::LogEntry> Read(Address address);
 
   // Entries of [from, min(to, global tail)), ascending, holes included as
-  // HOLE entries. Errors: InvalidArgument (to < from), as Read.
+  // HOLE entries. A range reaching below the trim mark fails as a whole
+  // with Trimmed naming the mark (it is not silently shortened): read from
+  // the mark on. Errors: InvalidArgument (to < from), as Read.
   Result<std::vector<proto::LogEntry>> ReadRange(Address from, Address to);
+
+  // Prefix trim: sends log.trim(mark) at the layout's epoch to every
+  // distinct log unit of the layout, so that every address below `mark`
+  // answers Trimmed and the units delete their segment files that lie
+  // wholly below it. Irreversible. Transient errors are retried until
+  // retry_deadline; a stale epoch refreshes the layout and trims again.
+  // `mark` 0 trims nothing and reports each unit's current mark.
+  // OK only when every unit trimmed. Errors: InvalidArgument (mark at or
+  // above the global tail: it would trim addresses never issued), else the
+  // first failing unit's code with every failing unit named; units that
+  // answered are trimmed, and repeating the call is safe (a unit's mark
+  // never goes down).
+  Result<TrimResult> Trim(Address mark);
 
   // The global tail: every address below it was issued. Issues nothing.
   Result<Address> Tail();

@@ -28,7 +28,10 @@ class StreamReader {
   // follow the stream). An address issued but not yet written is waited for
   // up to hole_fill_timeout (Client::Read).
   // Errors: as Client::Read and Client::StreamAddresses; the reader stays
-  // at the failed address, so calling again retries it.
+  // at the failed address, so calling again retries it. An address of the
+  // stream below the trim mark is not skipped: Trimmed, naming the stream
+  // and the mark (the entry had data the caller would miss); start a new
+  // reader at or above the mark, e.g. from a checkpoint's position.
   Result<std::optional<proto::LogEntry>> Next();
 
   // The first address not yet returned or skipped.
