@@ -1,0 +1,120 @@
+#pragma once
+
+// A whole Tally cluster in one process, on one seed and virtual time
+// (docs/simulation.md): real server::Nodes (log unit + sequencer roles, the
+// log units in their inline modes on fault-injecting in-memory disks) and
+// real client::Clients, all on an InProcessNetwork driven by a SimScheduler,
+// with blocking code on net::SimThreads. Faults: seeded message delay,
+// reordering and drops; node crash (with a power cut that drops unsynced
+// data) and restart; injected sync failures.
+//
+// Threading: everything runs on the scheduler's thread or on SimThreads, one
+// at a time. Crash/restart block (they join the sequencer's bootstrap), so
+// call them from a SimThread or from the main thread outside a task.
+
+#include <rocksdb/env.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "node.h"
+#include "tally/base/fault_env.h"
+#include "tally/base/mem_env.h"
+#include "tally/client/client.h"
+#include "tally/net/inproc_transport.h"
+#include "tally/net/sim_scheduler.h"
+#include "tally/net/sim_threads.h"
+#include "tally/proto/layout.pb.h"
+
+namespace tally::sim {
+
+struct SimClusterOptions {
+  uint64_t seed = 1;
+  int nodes = 3;    // each a log unit; node 0 also the sequencer
+  int stripes = 1;  // chains of min(3, nodes) units, rotated per stripe
+  net::SimLinkOptions links{.min_delay_nanos = 50'000, .max_delay_nanos = 2'000'000};
+};
+
+// An order-sensitive 64-bit hash of everything a run did.
+class Trace {
+ public:
+  void Add(uint64_t v);
+  void Add(std::string_view s);
+  uint64_t hash() const { return h_; }
+  uint64_t events() const { return events_; }
+
+ private:
+  uint64_t h_ = 0;
+  uint64_t events_ = 0;
+};
+
+class SimCluster {
+ public:
+  explicit SimCluster(SimClusterOptions options);
+  // Stops clients' channels, nodes and the network, then drains the
+  // scheduler.
+  ~SimCluster();
+
+  SimCluster(const SimCluster&) = delete;
+  SimCluster& operator=(const SimCluster&) = delete;
+
+  // Starts every node (from the main thread, before running).
+  Status StartAll();
+
+  // (Re)starts node `i` on its disk. Errors: as server::Node::Start.
+  Status StartNode(int i);
+  // Kills node `i`: it stops serving at once (calls in flight fail), then
+  // its disk loses every write not yet synced (a power cut).
+  void CrashNode(int i);
+  bool up(int i) const { return nodes_[i].node != nullptr; }
+  int size() const { return static_cast<int>(nodes_.size()); }
+  // The next `count` syncs on node `i`'s disk fail (the unit then refuses
+  // writes until it restarts).
+  void FailSyncs(int i, int count);
+
+  // A client named `name` (its own transport), running on SimThreads and
+  // virtual time. `tweak` may adjust the options before creation.
+  Result<std::unique_ptr<client::Client>> NewClient(
+      const std::string& name, const std::function<void(client::ClientOptions&)>& tweak = nullptr);
+  std::unique_ptr<net::Transport> NewTransport(const std::string& name);
+
+  // Drop probability of every message from now on.
+  void SetDropProbability(double p);
+
+  static std::string NodeName(int i) { return "node-" + std::to_string(i); }
+  const proto::Layout& layout() const { return layout_; }
+  // The log units of the chain that holds `address`.
+  std::vector<std::string> ChainOf(uint64_t address) const;
+
+  net::SimScheduler& scheduler() { return *sched_; }
+  net::SimThreads& threads() { return *threads_; }
+  Trace& trace() { return trace_; }
+  Random& random() { return random_; }
+
+ private:
+  struct SimNode {
+    MemFileSystem mem;
+    std::unique_ptr<FaultInjectionFileSystem> disk;
+    std::unique_ptr<SeededRandom> random;
+    std::unique_ptr<net::Transport> transport;
+    std::unique_ptr<server::Node> node;
+  };
+  void InstallLinkPolicy();
+
+  const SimClusterOptions options_;
+  std::shared_ptr<net::SimScheduler> sched_;
+  SeededRandom random_;
+  Trace trace_;
+  double drop_probability_ = 0.0;
+  uint64_t link_seed_ = 0;
+  proto::Layout layout_;
+  std::unique_ptr<rocksdb::Env> rocks_env_;
+  std::unique_ptr<net::InProcessNetwork> network_;
+  std::unique_ptr<net::SimThreads> threads_;
+  std::vector<SimNode> nodes_;
+  std::vector<std::unique_ptr<net::Transport>> client_transports_;
+};
+
+}  // namespace tally::sim
