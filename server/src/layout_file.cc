@@ -86,18 +86,37 @@ std::vector<std::string> LogUnitEndpoints(const proto::Layout& layout) {
   return out;
 }
 
-void RegisterLayoutService(net::ServiceRegistry& registry,
-                           const std::optional<proto::Layout>* layout) {
+Result<proto::Layout> NewestLayout(const LayoutSources& sources) {
+  std::optional<proto::Layout> best;
+  if (sources.local != nullptr) {
+    auto committed = sources.local->Committed(proto::LayoutCommittedRequest());
+    if (committed.ok()) best = committed->layout();
+  }
+  if (sources.static_layout != nullptr && sources.static_layout->has_value()) {
+    const proto::Layout& given = **sources.static_layout;
+    if (!best || given.epoch() > best->epoch()) best = given;
+  }
+  if (!best) {
+    return FailedPrecondition(
+        sources.local != nullptr
+            ? "no layout is committed on this layout server yet and the node was started "
+              "without --layout; bootstrap the cluster with `tallyctl cluster bootstrap`"
+            : "this node was started without --layout; ask a node that has one, or restart "
+              "it with --layout FILE");
+  }
+  return *best;
+}
+
+void RegisterLayoutService(net::ServiceRegistry& registry, LayoutSources sources) {
   net::RegisterTyped<proto::GetLayoutRequest, proto::GetLayoutResponse>(
-      registry, "layout.get", [layout](proto::GetLayoutRequest, auto out) {
-        if (!layout->has_value()) {
-          out.Fail(FailedPrecondition(
-              "this node was started without --layout; ask a node that has one, or restart "
-              "it with --layout FILE"));
+      registry, "layout.get", [sources](proto::GetLayoutRequest, auto out) {
+        auto layout = NewestLayout(sources);
+        if (!layout.ok()) {
+          out.Fail(layout.status());
           return;
         }
         proto::GetLayoutResponse resp;
-        *resp.mutable_layout() = **layout;
+        *resp.mutable_layout() = std::move(*layout);
         out.Ok(resp);
       });
 }

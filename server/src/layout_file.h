@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tally/base/result.h"
+#include "tally/log/layout_server.h"
 #include "tally/net/transport.h"
 #include "tally/proto/layout.pb.h"
 
@@ -27,10 +28,21 @@ Status ValidateLayout(const proto::Layout& layout);
 // Every distinct log unit endpoint of `layout`, in first-appearance order.
 std::vector<std::string> LogUnitEndpoints(const proto::Layout& layout);
 
-// Registers layout.get, answering `layout` (or FailedPrecondition when it is
-// empty: the node was started without --layout). `layout` is read by
-// transport threads and must outlive `registry` and stay unchanged.
-void RegisterLayoutService(net::ServiceRegistry& registry,
-                           const std::optional<proto::Layout>* layout);
+// Where a node's layout.get finds the layout it answers. Each member is
+// optional; pointers are not owned and must outlive the registry.
+struct LayoutSources {
+  // The layout the node was started with (--layout); read-only.
+  const std::optional<proto::Layout>* static_layout = nullptr;
+  // The node's own layout server (layout role): its latest committed layout.
+  log::LayoutServer* local = nullptr;
+};
+
+// Registers layout.get, answering the newest layout among `sources` (the
+// highest epoch; the committed one on a tie). FailedPrecondition when none
+// has one (no --layout and nothing committed yet: bootstrap the cluster).
+void RegisterLayoutService(net::ServiceRegistry& registry, LayoutSources sources);
+
+// The newest layout among `sources`, as layout.get answers it.
+Result<proto::Layout> NewestLayout(const LayoutSources& sources);
 
 }  // namespace tally::server

@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   uint64_t segment_mb = 64;
   std::string roles = "log";
   std::string layout_file;
-  CLI::App app{"tally-server: one node of a Tally cluster (log unit, sequencer)"};
+  CLI::App app{"tally-server: one node of a Tally cluster (log unit, sequencer, layout server)"};
   app.add_option("--node-id", node_id, "this node's id")->required();
   app.add_option("--listen", options.listen, "address to serve on, HOST:PORT (port 0: any free)")
       ->capture_default_str();
@@ -29,7 +29,9 @@ int main(int argc, char** argv) {
   app.add_option("--ready-file", ready_file,
                  "once serving, write the bound HOST:PORT to this file (atomically)");
   app.add_option("--segment-mb", segment_mb, "segment file size in MiB")->capture_default_str();
-  app.add_option("--roles", roles, "roles this node hosts: a comma list of log, sequencer")
+  app.add_option("--roles", roles,
+                 "roles this node hosts: a comma list of log, sequencer, layout (a Paxos layout "
+                 "server, docs/layout.md)")
       ->capture_default_str();
   app.add_option("--layout", layout_file,
                  "the cluster layout, a JSON tally.proto.Layout (required for the sequencer role)");

@@ -8,7 +8,7 @@
 namespace tally::server {
 
 Result<Roles> ParseRoles(std::string_view list) {
-  Roles roles{.log = false, .sequencer = false};
+  Roles roles{.log = false, .sequencer = false, .layout = false};
   size_t start = 0;
   while (start <= list.size()) {
     size_t comma = list.find(',', start);
@@ -18,14 +18,16 @@ Result<Roles> ParseRoles(std::string_view list) {
       roles.log = true;
     } else if (role == "sequencer") {
       roles.sequencer = true;
+    } else if (role == "layout") {
+      roles.layout = true;
     } else if (!role.empty()) {
       return InvalidArgument("unknown role '" + std::string(role) +
-                             "'; --roles takes a comma list of: log, sequencer");
+                             "'; --roles takes a comma list of: log, sequencer, layout");
     }
     start = comma + 1;
   }
-  if (!roles.log && !roles.sequencer) {
-    return InvalidArgument("--roles is empty; give a comma list of: log, sequencer");
+  if (!roles.log && !roles.sequencer && !roles.layout) {
+    return InvalidArgument("--roles is empty; give a comma list of: log, sequencer, layout");
   }
   return roles;
 }
@@ -34,6 +36,7 @@ std::string RolesString(const Roles& roles) {
   std::string out;
   if (roles.log) out = "log";
   if (roles.sequencer) out += out.empty() ? "sequencer" : ",sequencer";
+  if (roles.layout) out += out.empty() ? "layout" : ",layout";
   return out;
 }
 
@@ -74,7 +77,21 @@ Result<std::unique_ptr<Node>> Node::Start(NodeOptions options, net::Transport* t
     node->sequencer_ = std::make_unique<SequencerRole>(*o.layout, transport, so);
     node->sequencer_->Register(node->registry_);
   }
-  RegisterLayoutService(node->registry_, &o.layout);
+  if (o.roles.layout) {
+    log::LayoutServerOptions ls;
+    ls.dir = JoinPath(o.data_dir, "layout");
+    ls.env = o.metadata_env;
+    ls.io_threads = o.inline_io ? 0 : 1;
+    auto server = log::LayoutServer::Open(ls);
+    if (!server.ok()) return server.status().WithContext("opening layout server in " + ls.dir);
+    node->layout_server_ = std::move(*server);
+    node->layout_server_->Register(node->registry_);
+    if (auto e = node->layout_server_->latest_committed_epoch()) {
+      spdlog::info("node {}: layout server recovered; latest committed epoch {}", o.id.value(), *e);
+    }
+  }
+  RegisterLayoutService(node->registry_, LayoutSources{.static_layout = &o.layout,
+                                                       .local = node->layout_server_.get()});
   auto server = transport->Listen(o.listen, &node->registry_);
   if (!server.ok()) return server.status().WithContext("listening on " + o.listen);
   node->server_ = std::move(*server);
@@ -96,6 +113,7 @@ Node::~Node() {
   // group commits finish.
   server_.reset();
   sequencer_.reset();
+  layout_server_.reset();
   if (log_unit_) log_unit_->Flush();
 }
 

@@ -17,6 +17,7 @@ class Env;
 #include "tally/base/ids.h"
 #include "tally/base/result.h"
 #include "tally/base/threads.h"
+#include "tally/log/layout_server.h"
 #include "tally/log/log_unit.h"
 #include "tally/net/transport.h"
 #include "tally/proto/layout.pb.h"
@@ -28,9 +29,11 @@ class SequencerRole;
 struct Roles {
   bool log = true;
   bool sequencer = false;
+  bool layout = false;  // a layout server (Paxos acceptor, docs/layout.md)
 };
 
-// Parses a comma list of "log" and "sequencer" (e.g. "log,sequencer").
+// Parses a comma list of "log", "sequencer" and "layout" (e.g.
+// "log,layout,sequencer").
 // Errors: InvalidArgument naming an unknown role, or for an empty list.
 Result<Roles> ParseRoles(std::string_view list);
 // "log,sequencer" and the like.
@@ -70,12 +73,15 @@ class Node {
   ~Node();
 
   std::string endpoint() const { return server_->endpoint(); }
+  // The layout role's server, or nullptr.
+  log::LayoutServer* layout_server() { return layout_server_.get(); }
 
  private:
   Node();
   NodeOptions options_;
   std::unique_ptr<log::LogUnit> log_unit_;
   std::unique_ptr<SequencerRole> sequencer_;
+  std::unique_ptr<log::LayoutServer> layout_server_;
   net::ServiceRegistry registry_;
   std::unique_ptr<net::Server> server_;
 };

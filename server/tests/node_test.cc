@@ -227,5 +227,64 @@ TEST_F(NodeTest, SequencerBootstrapsOnceEveryStripeAnswers) {
   EXPECT_EQ(r->streams(0).tail(), 9u);
 }
 
+TEST_F(NodeTest, LayoutRoleServesTheNewestCommittedLayout) {
+  // n1 is a layout server started with a static layout of epoch 2.
+  proto::Layout given = OneSegment({{"n1"}});
+  given.set_epoch(2);
+  given.add_sequencers("n1");
+  given.add_layout_servers("n1");
+  auto n1 = StartNode("n1", Roles{.log = true, .sequencer = false, .layout = true}, given);
+  ASSERT_TRUE(n1.ok()) << n1.status().ToString();
+  Node* node = n1->get();
+  nodes_.push_back(std::move(*n1));
+
+  proto::LayoutCommittedRequest latest;
+  auto none = Call<proto::LayoutCommittedResponse>("n1", "layout.committed", latest);
+  EXPECT_EQ(none.status().code(), Code::kNotFound) << none.status().ToString();
+  auto r = Call<proto::GetLayoutResponse>("n1", "layout.get", proto::GetLayoutRequest{});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->layout().epoch(), 2u);  // nothing committed yet: the static one
+
+  // A committed epoch 3 supersedes the static layout.
+  proto::Layout next = given;
+  next.set_epoch(3);
+  proto::LayoutCommitRequest commit;
+  *commit.mutable_layout() = next;
+  ASSERT_TRUE(node->layout_server()->Commit(commit).ok());
+  r = Call<proto::GetLayoutResponse>("n1", "layout.get", proto::GetLayoutRequest{});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->layout().epoch(), 3u);
+
+  // The commit survives a restart of the node.
+  nodes_.clear();
+  auto again = StartNode("n1", Roles{.log = true, .sequencer = false, .layout = true}, given);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  nodes_.push_back(std::move(*again));
+  r = Call<proto::GetLayoutResponse>("n1", "layout.get", proto::GetLayoutRequest{});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->layout().epoch(), 3u);
+}
+
+TEST_F(NodeTest, LayoutRoleWithoutAnyLayoutSaysToBootstrap) {
+  auto n1 = StartNode("n1", Roles{.log = false, .sequencer = false, .layout = true}, std::nullopt);
+  ASSERT_TRUE(n1.ok()) << n1.status().ToString();
+  nodes_.push_back(std::move(*n1));
+  auto r = Call<proto::GetLayoutResponse>("n1", "layout.get", proto::GetLayoutRequest{});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("tallyctl cluster bootstrap"), std::string::npos)
+      << r.status().ToString();
+}
+
+TEST(RolesTest, ParsesTheLayoutRole) {
+  auto r = ParseRoles("log,layout");
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->log);
+  EXPECT_TRUE(r->layout);
+  EXPECT_FALSE(r->sequencer);
+  EXPECT_EQ(RolesString(*r), "log,layout");
+  EXPECT_NE(ParseRoles("paxos").status().message().find("layout"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace tally::server

@@ -2,6 +2,7 @@
 //
 //   shared log:  append, read, scan, tail, stream read|follow, layout, trim
 //   one unit:    unit write|read|scan|tail|seal|trim|fill-hole
+//   layout:      cluster bootstrap
 //   dev cluster: local up|status|down|kill|start
 //
 // Global flags: --endpoints (or TALLY_ENDPOINTS), --output text|json,
@@ -11,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cluster_admin.h"
 #include "cluster_commands.h"
 #include "ctl.h"
 #include "local.h"
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
   app.add_option("--epoch", g.epoch, "epoch sent by the unit commands")->capture_default_str();
 
   tally::ctl::ClusterCommands cluster(app, g);
+  tally::ctl::ClusterAdminCommands admin(app, g);
   tally::ctl::UnitCommands unit(app, g);
   tally::ctl::LocalCommand local(app);
 
@@ -41,5 +44,6 @@ int main(int argc, char** argv) {
   if (local.selected()) return local.Run(g.json());
   if (auto rc = unit.Run()) return *rc;
   if (auto rc = cluster.Run()) return *rc;
+  if (auto rc = admin.Run()) return *rc;
   return tally::ctl::kExitUsage;
 }

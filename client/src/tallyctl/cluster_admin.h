@@ -1,0 +1,44 @@
+#pragma once
+
+// `tallyctl cluster`: administering the cluster's layout through its layout
+// servers (Paxos, docs/layout.md). Subcommands: bootstrap.
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "ctl.h"
+#include "tally/base/result.h"
+#include "tally/net/transport.h"
+#include "tally/proto/layout.pb.h"
+
+namespace tally::ctl {
+
+// Agrees on `layout` as the first layout of a fresh cluster: runs Paxos for
+// layout.epoch() against layout.layout_servers() and returns the layout
+// committed for that epoch. Idempotent: bootstrapping again with the same
+// layout succeeds. Blocks. Errors: InvalidArgument (invalid layout, no
+// layout servers), FailedPrecondition (that epoch, or a later one, is
+// already committed with another layout: the cluster is bootstrapped),
+// Unavailable (no majority of layout servers answered).
+Result<proto::Layout> BootstrapCluster(net::Transport& transport, const proto::Layout& layout,
+                                       std::chrono::milliseconds rpc_timeout);
+
+class ClusterAdminCommands {
+ public:
+  // Adds `cluster` and its subcommands to `app`. `g` must outlive this.
+  ClusterAdminCommands(CLI::App& app, const Globals& g);
+
+  // The exit code of the chosen subcommand, or nullopt if none was chosen.
+  std::optional<int> Run();
+
+ private:
+  int Bootstrap();
+
+  const Globals& g_;
+  CLI::App* bootstrap_ = nullptr;
+  std::string layout_file_;
+};
+
+}  // namespace tally::ctl
