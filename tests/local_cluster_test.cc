@@ -129,6 +129,34 @@ TEST_F(LocalClusterTest, UpServesCrashRestartAndDown) {
   for (int id = 1; id <= 3; ++id) EXPECT_EQ(NodeUp(status.out, id), false) << status.out;
 }
 
+// Another process on a stopped node's data dir (here a tally-server started
+// by hand): `local start` waits a bounded time for the data dir's lock, then
+// fails naming that process, rather than start a server doomed to fail; and
+// tally-server itself says plainly why it cannot open the data dir.
+TEST_F(LocalClusterTest, StartOnADataDirInUseFailsNamingTheHolder) {
+  ASSERT_NO_FATAL_FAILURE(Up(1));
+  ASSERT_EQ(RunCommand(Local("kill", "1")).exit_code, 0);
+  const std::string data_dir = dir_.path() + "/node-1";
+  const std::string ready = dir_.path() + "/squatter.ready";
+  Child squatter({TALLY_SERVER_BIN, "--node-id", "1", "--listen", "127.0.0.1:0", "--data-dir",
+                  data_dir, "--ready-file", ready},
+                 dir_.path() + "/squatter.log");
+  ASSERT_NE(WaitForFile(ready, 10000), "") << "the second tally-server did not start";
+  const std::string pid = std::to_string(squatter.pid());
+
+  auto started = RunCommand(Local("start", "1") + " 2>&1");
+  EXPECT_EQ(started.exit_code, 1) << started.out;
+  EXPECT_NE(started.out.find("in use by another process: pid " + pid), std::string::npos)
+      << started.out;
+
+  auto server = RunCommand(std::string(TALLY_SERVER_BIN) +
+                           " --node-id 1 --listen 127.0.0.1:0 --data-dir " + data_dir + " 2>&1");
+  EXPECT_EQ(server.exit_code, 1) << server.out;
+  EXPECT_NE(server.out.find("in use by another tally-server process (pid " + pid),
+            std::string::npos)
+      << server.out;
+}
+
 TEST_F(LocalClusterTest, CommandsOnAMissingClusterSayHowToCreateOne) {
   auto status = RunCommand(Local("status") + " 2>&1");
   EXPECT_EQ(status.exit_code, 1);

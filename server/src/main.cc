@@ -10,6 +10,7 @@
 
 #include "layout_file.h"
 #include "node.h"
+#include "tally/base/file_lock.h"
 #include "tally/net/tcp_transport.h"
 
 int main(int argc, char** argv) {
@@ -82,6 +83,21 @@ int main(int argc, char** argv) {
   auto transport = std::make_unique<tally::net::TcpTransport>(topts);
   auto node = tally::server::Node::Start(options, transport.get());
   if (!node.ok()) {
+    // A RocksDB store of the data dir could not be locked: say who has it.
+    if (auto held = tally::FindHeldLock(options.data_dir)) {
+      std::ifstream comm_file("/proc/" + std::to_string(held->pid) + "/comm");
+      std::string comm;
+      std::getline(comm_file, comm);
+      spdlog::error(
+          "cannot start: the data dir {} is in use by another {} (pid {} holds its lock {}); "
+          "only one tally-server may use a data dir: stop that process, or pass another "
+          "--data-dir ({})",
+          options.data_dir,
+          comm.empty() || comm == "tally-server" ? "tally-server process"
+                                                 : "process (" + comm + ")",
+          held->pid, held->path, node.status().ToString());
+      return 1;
+    }
     spdlog::error("cannot start: {}", node.status().ToString());
     return 1;
   }

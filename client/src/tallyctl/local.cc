@@ -27,6 +27,11 @@ using std::chrono::milliseconds;
 
 constexpr milliseconds kProbeTimeout{1000};
 constexpr milliseconds kStopGrace{10000};
+// How long a SIGKILLed process may take to exit entirely.
+constexpr milliseconds kKillWait{5000};
+// How long starting a node waits for its data dir to be released by another
+// process (see ReadyToStart).
+constexpr milliseconds kDataDirWait{3000};
 constexpr int kUpAttempts = 3;
 
 template <typename Resp, typename Req>
@@ -154,10 +159,28 @@ void PrintNodes(net::Transport& transport, const LocalCluster& c, bool json) {
 // Errors of `tallyctl local` name the command group.
 int LocalFail(bool json, const Status& st) { return Fail(json, st, "tallyctl local"); }
 
+// Whether `n` (not running) can be started again on its data: a server
+// started while an earlier one still holds the data dir's RocksDB LOCK fails
+// at once. The process that last ran the node may still be exiting (killed
+// by something other than `local kill`, which waits), and another process
+// may use the data dir. Waiting is bounded: an exiting process drops its
+// locks within milliseconds (or as long as tearing down its memory takes on
+// a loaded machine), while a live tally-server on the data dir never does,
+// and is named in the error instead.
+Status ReadyToStart(const LocalNode& n) {
+  if (!WaitNodeGone(n, kKillWait)) {
+    return Unavailable("the previous process of " + NodeLabel(n) + " (pid " +
+                       std::to_string(n.pid) + ") is still exiting after " +
+                       std::to_string(kKillWait.count() / 1000) + " s; retry later");
+  }
+  return WaitDataDirFree(n, kDataDirWait);
+}
+
 // Starts the nodes `ids` of `c` (recording their pids in cluster.json).
 Status SpawnNodes(LocalCluster& c, const std::vector<uint64_t>& ids) {
   for (uint64_t id : ids) {
     LocalNode& n = *c.Find(id);
+    TALLY_RETURN_IF_ERROR(ReadyToStart(n).WithContext("cannot start " + NodeLabel(n)));
     auto pid = SpawnNode(c, n, ReadyFile(c, n));
     if (!pid.ok()) return pid.status().WithContext("starting " + NodeLabel(n));
     n.pid = *pid;
@@ -174,7 +197,7 @@ std::vector<uint64_t> AllIds(const LocalCluster& c) {
 // Kills every running node of `c` at once (a failed `up` attempt).
 void KillAll(const LocalCluster& c) {
   for (const auto& n : c.nodes) SignalNode(n, SIGKILL);
-  for (const auto& n : c.nodes) WaitNodeGone(n, milliseconds(5000));
+  for (const auto& n : c.nodes) WaitNodeGone(n, kKillWait);
 }
 
 // A fresh cluster of `flags` nodes in `dir`, retried when a picked port was
@@ -352,7 +375,7 @@ int LocalCommand::Run(bool json) {
     }
     std::string stuck;
     for (const auto& n : c.nodes) {
-      if (!WaitNodeGone(n, milliseconds(5000))) stuck += " " + std::to_string(n.pid);
+      if (!WaitNodeGone(n, kKillWait)) stuck += " " + std::to_string(n.pid);
     }
     if (!stuck.empty()) {
       return LocalFail(json, Internal("processes still running after SIGKILL (pids" + stuck +
@@ -378,9 +401,12 @@ int LocalCommand::Run(bool json) {
     if (!SignalNode(*n, SIGKILL)) {
       return LocalFail(json, FailedPrecondition(NodeLabel(*n) + " is not running"));
     }
-    if (!WaitNodeGone(*n, milliseconds(5000))) {
-      return LocalFail(json, Internal(NodeLabel(*n) + " (pid " + std::to_string(n->pid) +
-                                      ") survived SIGKILL for 5 s"));
+    // Returns only once the process has exited entirely and released its
+    // data dir, so that a `start` right after it can take the data dir.
+    if (!WaitNodeGone(*n, kKillWait)) {
+      return LocalFail(
+          json, Internal(NodeLabel(*n) + " (pid " + std::to_string(n->pid) + ") has not exited " +
+                         std::to_string(kKillWait.count() / 1000) + " s after SIGKILL"));
     }
     std::cout << (json ? JsonObject().Add("killed", n->id).str()
                        : "killed node " + std::to_string(n->id) + " (pid " +

@@ -4,12 +4,14 @@
 #include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tally/base/file_lock.h"
 #include "tally/proto/local_cluster.pb.h"
 
 namespace tally::ctl {
@@ -236,44 +239,208 @@ Result<pid_t> SpawnNode(const LocalCluster& cluster, const LocalNode& node,
   return pid;
 }
 
+namespace {
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+// PF_EXITING in /proc/<pid>/stat's flags: the task has begun to exit.
+constexpr unsigned long kPfExiting = 0x4;
+
+// A pidfd: a handle on one process that, unlike its pid, can never come to
+// name another process. Readable once the whole process (every thread) has
+// exited -- by then the kernel has closed its files and dropped its locks.
+class Pidfd {
+ public:
+  explicit Pidfd(pid_t pid) : fd_(static_cast<int>(syscall(SYS_pidfd_open, pid, 0u))) {
+    if (fd_ < 0) error_ = errno;
+  }
+  ~Pidfd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Pidfd(const Pidfd&) = delete;
+  Pidfd& operator=(const Pidfd&) = delete;
+
+  bool ok() const { return fd_ >= 0; }
+  // pidfd_open failed because the kernel lacks it (Linux < 5.3).
+  bool unsupported() const { return fd_ < 0 && error_ == ENOSYS; }
+
+  // Whether the process has fully exited, waiting up to `timeout`.
+  bool WaitExited(std::chrono::milliseconds timeout) const {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      pollfd p{fd_, POLLIN, 0};
+      int r = poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+      if (r > 0) return true;
+      if (r == 0 || errno != EINTR) return false;
+    }
+  }
+  bool Exited() const { return WaitExited(std::chrono::milliseconds(0)); }
+
+  bool Signal(int sig) const { return syscall(SYS_pidfd_send_signal, fd_, sig, nullptr, 0u) == 0; }
+
+ private:
+  int fd_ = -1;
+  int error_ = 0;
+};
+
+// What /proc says about `pid` (which may have been recycled).
+enum class ProcView {
+  kNode,     // running with the node's --data-dir
+  kExiting,  // exiting or a zombie, whatever it ran: its command line is gone
+  kOther,    // another program
+  kMissing,  // no such process
+};
+
+ProcView ViewProc(pid_t pid, const std::string& data_dir) {
+  const std::string proc = "/proc/" + std::to_string(pid);
+  // The command line first: an exiting process loses it (with its memory)
+  // only after it is flagged PF_EXITING, so a stat read afterwards shows the
+  // flag (or a zombie) when the command line came back empty for that reason.
+  std::ifstream cmd(proc + "/cmdline", std::ios::binary);
+  std::string cmdline((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
+  std::ifstream stat(proc + "/stat");
+  std::string stat_line;
+  if (!stat || !std::getline(stat, stat_line)) return ProcView::kMissing;
+  // "pid (comm) state ppid pgrp session tty_nr tpgid flags ...": the fields
+  // follow the parenthesized command name, which may hold anything.
+  auto close_paren = stat_line.rfind(')');
+  if (close_paren == std::string::npos || close_paren + 2 >= stat_line.size()) {
+    return ProcView::kMissing;
+  }
+  std::istringstream fields(stat_line.substr(close_paren + 2));
+  char state = 0;
+  long long skip = 0;
+  unsigned long flags = 0;
+  fields >> state >> skip >> skip >> skip >> skip >> skip >> flags;
+  // A killed process's main thread turns zombie (or loses its command line
+  // with its memory) while other threads may still be tearing down and
+  // holding its files; only the pidfd says when all of them are done.
+  if (state == 'Z' || state == 'X' || (flags & kPfExiting) != 0) return ProcView::kExiting;
+  std::string want = std::string("--data-dir") + '\0' + data_dir + '\0';
+  return cmdline.find(want) != std::string::npos ? ProcView::kNode : ProcView::kOther;
+}
+
+// Without pidfds (Linux < 5.3): whether `pid` is gone as far as the node is
+// concerned -- no such process, another program, or a zombie whose every
+// thread has exited (/proc/<pid>/task lists only the zombie main thread).
+bool ProcGoneWithoutPidfd(pid_t pid, const std::string& data_dir) {
+  ProcView view = ViewProc(pid, data_dir);
+  if (view == ProcView::kMissing || view == ProcView::kOther) return true;
+  if (view == ProcView::kNode) return false;
+  std::error_code ec;
+  size_t tasks = 0;
+  for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/task", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++tasks;
+  }
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  auto close_paren = line.rfind(')');
+  bool zombie = close_paren != std::string::npos && close_paren + 2 < line.size() &&
+                (line[close_paren + 2] == 'Z' || line[close_paren + 2] == 'X');
+  return zombie && tasks <= 1;
+}
+
+// For our own child (started by this tallyctl): 1 if running, 0 if it has
+// exited (reaped now), -1 if `pid` is not our child. waitpid knows exactly,
+// even between fork and exec, when /proc still shows tallyctl's command
+// line, and reports an exit only once every thread has exited.
+int OurChild(pid_t pid) {
+  int status = 0;
+  pid_t r = waitpid(pid, &status, WNOHANG);
+  if (r == 0) return 1;
+  if (r == pid) return 0;
+  return -1;
+}
+
+// Whether `pid`, held by `fd` (opened before), is the node's running process.
+bool IsNodeProcess(pid_t pid, const Pidfd& fd, const LocalNode& node) {
+  int child = OurChild(pid);
+  if (child >= 0) return child == 1;
+  // Not our child: a pid from cluster.json, recycled or not. It is the node
+  // only if it runs with that node's data directory. If the pidfd's process
+  // has not exited after /proc was read, /proc described that process (a
+  // pid is not reused while its process lives).
+  return ViewProc(pid, node.data_dir) == ProcView::kNode && (!fd.ok() || !fd.Exited());
+}
+
+}  // namespace
+
 bool NodeProcessAlive(const LocalNode& node) {
   if (node.pid <= 0) return false;
   const pid_t pid = static_cast<pid_t>(node.pid);
-  // Our own child (started by this tallyctl): waitpid knows exactly, even
-  // between fork and exec, when /proc still shows tallyctl's command line.
-  int status = 0;
-  pid_t r = waitpid(pid, &status, WNOHANG);
-  if (r == 0) return true;     // running
-  if (r == pid) return false;  // exited; now reaped
-  // Not our child: a pid from cluster.json, recycled or not. It is the node
-  // only if it runs with that node's data directory.
-  const std::string proc = "/proc/" + std::to_string(pid);
-  std::ifstream stat(proc + "/stat");
-  std::string stat_line;
-  if (!stat || !std::getline(stat, stat_line)) return false;
-  // The state follows the parenthesized command name.
-  auto close_paren = stat_line.rfind(')');
-  if (close_paren == std::string::npos || close_paren + 2 >= stat_line.size()) return false;
-  char state = stat_line[close_paren + 2];
-  if (state == 'Z' || state == 'X') return false;
-  std::ifstream cmd(proc + "/cmdline", std::ios::binary);
-  std::string cmdline((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
-  std::string want = std::string("--data-dir") + '\0' + node.data_dir + '\0';
-  return cmdline.find(want) != std::string::npos;
+  Pidfd fd(pid);
+  if (!fd.ok() && !fd.unsupported()) return false;  // no such process
+  return IsNodeProcess(pid, fd, node);
 }
 
 bool SignalNode(const LocalNode& node, int sig) {
-  if (!NodeProcessAlive(node)) return false;
-  return kill(static_cast<pid_t>(node.pid), sig) == 0;
+  if (node.pid <= 0) return false;
+  const pid_t pid = static_cast<pid_t>(node.pid);
+  Pidfd fd(pid);
+  if (fd.unsupported()) return IsNodeProcess(pid, fd, node) && kill(pid, sig) == 0;
+  // Signalled through the pidfd, so that it cannot hit a process that took
+  // the pid over after the check.
+  return fd.ok() && IsNodeProcess(pid, fd, node) && fd.Signal(sig);
 }
 
 bool WaitNodeGone(const LocalNode& node, std::chrono::milliseconds timeout) {
+  if (node.pid <= 0) return true;
+  const pid_t pid = static_cast<pid_t>(node.pid);
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (NodeProcessAlive(node)) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
+  Pidfd fd(pid);
+  if (fd.unsupported()) {
+    for (;;) {
+      if (OurChild(pid) == 0 || ProcGoneWithoutPidfd(pid, node.data_dir)) return true;
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  if (!fd.ok()) return true;  // no such process (ESRCH)
+  int child = OurChild(pid);
+  if (child == 0) return true;
+  if (child < 0) {
+    // Not our child. "Gone" is not "no longer looks like the node in /proc":
+    // after SIGKILL the main thread turns zombie, or loses its command line,
+    // while other threads are still exiting and the process still holds its
+    // files -- among them the data dir's RocksDB LOCK, which the kernel drops
+    // only once the last thread has closed it. So a process that is (or may
+    // be, exiting) the node is waited for through the pidfd, which turns
+    // readable only once every thread has exited.
+    ProcView view = ViewProc(pid, node.data_dir);
+    if ((view == ProcView::kMissing || view == ProcView::kOther) && !fd.Exited()) return true;
+  }
+  bool gone = fd.WaitExited(std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now()));
+  if (gone && child == 1) OurChild(pid);  // reap it
+  return gone;
+}
+
+Status WaitDataDirFree(const LocalNode& node, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto held = FindHeldLock(node.data_dir);
+    if (!held) return Status::OK();
+    if (std::chrono::steady_clock::now() >= deadline) {
+      std::string holder = "pid " + std::to_string(held->pid);
+      std::ifstream comm("/proc/" + std::to_string(held->pid) + "/comm");
+      std::string name;
+      if (comm && std::getline(comm, name) && !name.empty()) holder += " (" + name + ")";
+      return FailedPrecondition(
+          "the data dir " + node.data_dir + " is in use by another process: " + holder +
+          " holds its lock " + held->path + " (still after " + std::to_string(timeout.count()) +
+          " ms); stop that process (kill " + std::to_string(held->pid) + ") and retry");
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  return true;
 }
 
 std::string LastLogLine(const std::string& path) {

@@ -5,9 +5,12 @@
 //   cluster.json    the nodes: id, endpoint, roles, pid, data dir, log file
 //   layout.json     the static layout every node is started with
 //   node-<id>/      a node's data dir;  node-<id>.log  its stdout+stderr
-// Processes are found by the pid recorded in cluster.json, never by name, and
-// a pid counts as the node only while /proc/<pid>/cmdline names its data dir
-// (a recycled pid is not signalled).
+// Processes are found by the pid recorded in cluster.json (the tally-server
+// itself: SpawnNode forks and execs it directly), never by name, and a pid
+// counts as the node only while /proc/<pid>/cmdline names its data dir (a
+// recycled pid is not signalled). A node is gone only once every thread of
+// its process has exited, so that its files, and the locks on them, are
+// released.
 
 #include <sys/types.h>
 
@@ -79,15 +82,26 @@ std::string DefaultServerBinary();
 Result<pid_t> SpawnNode(const LocalCluster& cluster, const LocalNode& node,
                         const std::string& ready_file);
 
-// True while `node.pid` is a live (not zombie) process running this node.
+// True while `node.pid` is a live process running this node (not a zombie,
+// not exiting).
 bool NodeProcessAlive(const LocalNode& node);
 
-// Sends `sig` to the node's process if NodeProcessAlive. Returns whether it did.
+// Sends `sig` to the node's process if NodeProcessAlive (through a pidfd, so
+// never to a process that took the pid over meanwhile). Returns whether it did.
 bool SignalNode(const LocalNode& node, int sig);
 
-// Waits up to `timeout` for the node's process to be gone; reaps it if it
-// is our child. Returns whether it is gone.
+// Waits up to `timeout` for the node's process to be gone: every thread of
+// it exited, its files closed and their locks dropped (a zombie main thread
+// is not enough: after SIGKILL other threads may still be tearing down and
+// holding the data dir). Reaps it if it is our child. Returns whether it is
+// gone.
 bool WaitNodeGone(const LocalNode& node, std::chrono::milliseconds timeout);
+
+// Waits up to `timeout` until no process holds a lock on a file named LOCK in
+// the node's data dir (the RocksDB stores a tally-server keeps open), i.e.
+// until a new tally-server can open it. Errors: FailedPrecondition naming the
+// holder's pid, when another process still uses the data dir.
+Status WaitDataDirFree(const LocalNode& node, std::chrono::milliseconds timeout);
 
 // The last non-empty line of `path` ("" if none), for error messages.
 std::string LastLogLine(const std::string& path);
