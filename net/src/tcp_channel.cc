@@ -223,6 +223,19 @@ asio::awaitable<void> TcpChannel::ConnectLoop() {
     if (closed_ || s.ok()) break;
     last_error_ = s.message();
     spdlog::debug("net: {}", last_error_);
+    if (connect_refused_) {
+      // Nobody listens there (the node is down or restarting): fail the
+      // waiting calls now rather than at their deadlines, so callers retry
+      // or move on (e.g. to a newer layout) at once, as gRPC's fail-fast.
+      auto waiting = std::move(waiting_);
+      waiting_.clear();
+      for (uint64_t id : waiting) {
+        auto it = pending_.find(id);
+        if (it == pending_.end() || it->second.sent) continue;
+        Finish(id, Unavailable(fmt::format("call to '{}' on {}: {}; it did not run",
+                                           it->second.method, endpoint_, last_error_)));
+      }
+    }
     if (unsent_ == 0) break;  // nobody waits; the next call starts over
     const int64_t cap = backoff_.count();
     std::uniform_int_distribution<int64_t> pick(cap / 2, cap);
@@ -250,6 +263,7 @@ asio::awaitable<Status> TcpChannel::TryConnect() {
   }
   const uint64_t attempt = ++connect_attempt_;
   connect_timed_out_ = false;
+  connect_refused_ = false;
   connecting_socket_.emplace(strand_);
   connect_timer_.expires_after(options_.connect_timeout);
   connect_timer_.async_wait([self = shared_from_this(), attempt](boost::system::error_code tec) {
@@ -268,6 +282,7 @@ asio::awaitable<Status> TcpChannel::TryConnect() {
       co_return Unavailable(fmt::format("connecting to {} timed out after {} ms", endpoint_,
                                         options_.connect_timeout.count()));
     }
+    connect_refused_ = cec == asio::error::connection_refused;
     co_return Unavailable(fmt::format("cannot connect to {}: {}", endpoint_, cec.message()));
   }
   OnConnected(std::move(socket));

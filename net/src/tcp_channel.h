@@ -98,6 +98,7 @@ class TcpChannel : public Closable, public std::enable_shared_from_this<TcpChann
   std::optional<asio::ip::tcp::socket> connecting_socket_;
   uint64_t connect_attempt_ = 0;
   bool connect_timed_out_ = false;
+  bool connect_refused_ = false;  // the last attempt was actively refused
   std::chrono::milliseconds backoff_;
   std::minstd_rand jitter_;
 };

@@ -1,6 +1,10 @@
 #include "tally/net/tcp_transport.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -146,14 +150,21 @@ TEST(TcpTransportTest, BoundedQueuesAnswerOverloaded) {
     parked.clear();
   }
 
-  // Client side: with no connection, only 2 calls may wait.
-  std::string ep;
-  {
-    ServiceRegistry none;
-    auto gone = transport.Listen("127.0.0.1:0", &none);
-    ASSERT_TRUE(gone.ok());
-    ep = (*gone)->endpoint();
-  }
+  // Client side: with no connection, only 2 calls may wait. A listener that
+  // never accepts, its backlog filled by one connection, makes our connect
+  // hang (a refused one would fail the waiting calls at once instead).
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener, 0), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int filler = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(::connect(filler, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string ep = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
   auto dead = transport.Connect(ep);
   std::promise<Result<std::string>> third;
   dead->Call("x.y", "", CallOptions{std::chrono::seconds(2)}, [](Result<std::string>) {});
@@ -163,6 +174,9 @@ TEST(TcpTransportTest, BoundedQueuesAnswerOverloaded) {
   auto f = third.get_future();
   ASSERT_EQ(f.wait_for(kWait), std::future_status::ready);
   EXPECT_EQ(f.get().status().code(), Code::kOverloaded);
+  dead.reset();
+  ::close(filler);
+  ::close(listener);
 }
 
 TEST(TcpTransportTest, CallTimesOutAndLateAnswerIsDropped) {
@@ -254,7 +268,7 @@ TEST(TcpTransportTest, InFlightCallFailsUnavailableWhenServerStops) {
   EXPECT_NE(r.status().message().find("may or may not have run"), std::string::npos);
 }
 
-TEST(TcpTransportTest, UnreachableEndpointTimesOutAndBadEndpointIsInvalid) {
+TEST(TcpTransportTest, RefusedEndpointFailsFastAndBadEndpointIsInvalid) {
   TcpTransport transport;
   // Reserve a port, then free it, so nothing listens there.
   std::string ep;
@@ -265,10 +279,12 @@ TEST(TcpTransportTest, UnreachableEndpointTimesOutAndBadEndpointIsInvalid) {
     ep = (*server)->endpoint();
   }
   auto channel = transport.Connect(ep);
-  auto r = CallSync(*channel, "echo.echo", "x", std::chrono::milliseconds(200));
-  EXPECT_EQ(r.status().code(), Code::kTimeout);
-  EXPECT_NE(r.status().message().find("waiting for a connection"), std::string::npos)
-      << r.status().message();
+  // Nobody listens: the call fails at the refusal (UNAVAILABLE), not at its
+  // 20 s deadline (which would be TIMEOUT).
+  auto r = CallSync(*channel, "echo.echo", "x", std::chrono::seconds(20));
+  EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("refused"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("it did not run"), std::string::npos) << r.status().message();
 
   auto bad = transport.Connect("no-port-here");
   EXPECT_EQ(CallSync(*bad, "echo.echo", "x").status().code(), Code::kInvalidArgument);
