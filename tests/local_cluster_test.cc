@@ -55,7 +55,8 @@ TEST_F(LocalClusterTest, UpServesCrashRestartAndDown) {
   auto status = RunCommand(kCtl + " --output json local status --dir " + dir_.path());
   ASSERT_EQ(status.exit_code, 0) << status.out;
   for (int id = 1; id <= 3; ++id) EXPECT_EQ(NodeUp(status.out, id), true) << status.out;
-  EXPECT_NE(status.out.find("\"roles\":[\"log\",\"sequencer\"]"), std::string::npos);
+  EXPECT_NE(status.out.find("\"roles\":[\"log\",\"layout\",\"sequencer\"]"), std::string::npos)
+      << status.out;
   EXPECT_NE(status.out.find("\"id\":2,\"endpoint\":\"" + endpoints_[1]), std::string::npos);
 
   // A second `up` on a running cluster is refused and points at `down`.
@@ -63,14 +64,17 @@ TEST_F(LocalClusterTest, UpServesCrashRestartAndDown) {
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_NE(again.out.find("local down"), std::string::npos) << again.out;
 
-  // Every node answers layout.get with the layout it was started with.
+  // Every node answers layout.get with the layout agreed by the layout
+  // servers at `up` (epoch 0): every node a layout server and a sequencer,
+  // node 1 the primary.
   auto layout =
       Call<proto::GetLayoutResponse>(endpoints_[1], "layout.get", proto::GetLayoutRequest{});
   ASSERT_TRUE(layout.ok()) << layout.status().ToString();
   const proto::Layout& l = layout->layout();
   EXPECT_EQ(l.epoch(), 0u);
-  ASSERT_EQ(l.sequencers_size(), 1);
+  ASSERT_EQ(l.sequencers_size(), 3);
   EXPECT_EQ(l.sequencers(0), endpoints_[0]);
+  EXPECT_EQ(l.layout_servers_size(), 3);
   ASSERT_EQ(l.segments_size(), 1);
   ASSERT_EQ(l.segments(0).stripes_size(), 3);
   std::set<std::string> heads;
@@ -108,16 +112,18 @@ TEST_F(LocalClusterTest, UpServesCrashRestartAndDown) {
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(r.out, "data\n");
 
-  // Crash the sequencer: once restarted it bootstraps again from the log
-  // units, so its tail covers the entry at 0.
+  // Crash the sequencer: either it restarts in place and bootstraps again
+  // from the log units, or (if the restart outlasts failure detection) the
+  // failure detector has already moved the sequencer to node 2 in a new
+  // epoch. Either way the tail covers the entry at 0 and appends go on.
   ASSERT_EQ(RunCommand(Local("kill", "1")).exit_code, 0);
   started = RunCommand(Local("start", "1") + " 2>&1");
   ASSERT_EQ(started.exit_code, 0) << started.out;
-  proto::seq::TailRequest tail;
-  tail.set_epoch(0);
-  auto t = Call<proto::seq::TailResponse>(endpoints_[0], "seq.tail", tail);
-  ASSERT_TRUE(t.ok()) << t.status().ToString();
-  EXPECT_GE(t->global_tail(), 1u);
+  const std::string env =
+      "TALLY_ENDPOINTS=" + endpoints_[0] + "," + endpoints_[1] + "," + endpoints_[2] + " ";
+  auto appended = RunCommand(env + kCtl + " append after-restart 2>&1");
+  ASSERT_EQ(appended.exit_code, 0) << appended.out;
+  EXPECT_GE(std::stoull(appended.out), 1u) << appended.out;
 
   // `down` stops every recorded process and keeps the data.
   std::vector<int64_t> pids = RecordedPids();
@@ -127,6 +133,61 @@ TEST_F(LocalClusterTest, UpServesCrashRestartAndDown) {
   for (int64_t pid : pids) EXPECT_FALSE(ProcessRunning(pid)) << "pid " << pid;
   status = RunCommand(kCtl + " --output json local status --dir " + dir_.path());
   for (int id = 1; id <= 3; ++id) EXPECT_EQ(NodeUp(status.out, id), false) << status.out;
+}
+
+// Failover by reconfiguration: SIGKILL the primary sequencer (node 1, also
+// a log unit), `tallyctl node remove 1` seals epoch 1 on the other units
+// and agrees on a layout without it; node 2's standby sequencer rebuilds
+// itself from the sealed units and appends go on, every acknowledged
+// append (with its stream) still readable. Bootstrapping again is refused.
+TEST_F(LocalClusterTest, NodeRemoveFailsOverTheSequencer) {
+  ASSERT_NO_FATAL_FAILURE(Up());
+  const std::string env =
+      "TALLY_ENDPOINTS=" + endpoints_[0] + "," + endpoints_[1] + "," + endpoints_[2] + " ";
+  for (const char* data : {"a", "b", "c"}) {
+    auto a = RunCommand(env + kCtl + " append --stream sw " + data + " 2>&1");
+    ASSERT_EQ(a.exit_code, 0) << a.out;
+  }
+  auto again =
+      RunCommand(env + kCtl + " cluster bootstrap --layout " + dir_.path() + "/layout.json 2>&1");
+  EXPECT_EQ(again.exit_code, 0) << "the same layout again is fine: " << again.out;
+
+  ASSERT_EQ(RunCommand(Local("kill", "1")).exit_code, 0);
+  // (The nodes' failure detector may take node 1 out first: then remove
+  // says it is already out, in the same epoch.)
+  auto removed = RunCommand(env + kCtl + " -o json node remove 1 2>&1");
+  ASSERT_EQ(removed.exit_code, 0) << removed.out;
+  EXPECT_NE(removed.out.find("\"epoch\":1"), std::string::npos) << removed.out;
+
+  auto d = RunCommand(env + kCtl + " append --stream sw d 2>&1");
+  ASSERT_EQ(d.exit_code, 0) << d.out;
+  EXPECT_EQ(d.out, "3\n");
+  auto stream = RunCommand(env + kCtl + " stream read sw 2>&1");
+  ASSERT_EQ(stream.exit_code, 0) << stream.out;
+  EXPECT_EQ(stream.out, "0\ta\n1\tb\n2\tc\n3\td\n");
+  auto layout = RunCommand(env + kCtl + " -o json layout 2>&1");
+  EXPECT_NE(layout.out.find("\"epoch\":\"1\""), std::string::npos) << layout.out;
+  // Node 1 left the sequencers and every chain (it stays a layout server).
+  EXPECT_NE(layout.out.find("\"sequencers\":[\"" + endpoints_[1] + "\",\"" + endpoints_[2] + "\"]"),
+            std::string::npos)
+      << layout.out;
+  const auto segments = layout.out.substr(layout.out.find("\"segments\""));
+  EXPECT_EQ(segments.substr(0, segments.find("layoutServers")).find(endpoints_[0]),
+            std::string::npos)
+      << layout.out;
+
+  // Removing it again changes nothing; an unknown node is refused; the old
+  // layout cannot come back.
+  auto twice = RunCommand(env + kCtl + " node remove 1 2>&1");
+  EXPECT_EQ(twice.exit_code, 0) << twice.out;
+  EXPECT_NE(twice.out.find("already out of the layout (epoch 1)"), std::string::npos) << twice.out;
+  auto unknown = RunCommand(env + kCtl + " node remove 9 2>&1");
+  EXPECT_EQ(unknown.exit_code, 1) << unknown.out;
+  EXPECT_NE(unknown.out.find("NOT_FOUND"), std::string::npos) << unknown.out;
+  auto stale =
+      RunCommand(env + kCtl + " cluster bootstrap --layout " + dir_.path() + "/layout.json 2>&1");
+  EXPECT_EQ(stale.exit_code, 1) << stale.out;
+  EXPECT_NE(stale.out.find("already bootstrapped"), std::string::npos) << stale.out;
 }
 
 // Another process on a stopped node's data dir (here a tally-server started

@@ -74,22 +74,68 @@ std::shared_ptr<net::Channel> Client::Impl::ChannelTo(const std::string& endpoin
   return ch;
 }
 
-Result<Layout> Client::Impl::FetchLayout(const std::vector<std::string>& endpoints) {
+Result<Layout> Client::Impl::FetchNewestLayout(const std::vector<std::string>& endpoints) {
+  // All at once: a node that is down or lags behind the newest committed
+  // epoch must not hide it (the first answer is not necessarily the newest),
+  // nor delay the answer.
+  struct Gather {
+    std::mutex mu;
+    std::vector<std::pair<std::string, Result<proto::GetLayoutResponse>>>
+        answers;         // GUARDED_BY(mu)
+    size_t left = 0;     // GUARDED_BY(mu)
+    size_t valid = 0;    // GUARDED_BY(mu)
+    Threads::Wake wake;  // GUARDED_BY(mu)
+  };
+  auto g = std::make_shared<Gather>();
+  g->left = endpoints.size();
+  threads->Wait([&](Threads::Wake wake) {
+    {
+      std::lock_guard lock(g->mu);
+      g->wake = wake;
+      if (g->left == 0) {
+        wake();
+        return;
+      }
+    }
+    net::CallOptions call;
+    call.timeout = options.rpc_timeout;
+    for (const auto& endpoint : endpoints) {
+      net::CallTyped<proto::GetLayoutResponse>(
+          *ChannelTo(endpoint), "layout.get", proto::GetLayoutRequest(), call,
+          [g, endpoint, total = endpoints.size()](Result<proto::GetLayoutResponse> r) {
+            Threads::Wake done;
+            {
+              std::lock_guard lock(g->mu);
+              if (r.ok()) ++g->valid;
+              g->answers.emplace_back(endpoint, std::move(r));
+              --g->left;
+              // Every endpoint, or a majority with a layout among them: a
+              // dead node must not cost a whole rpc_timeout, and the newest
+              // committed layout is known to a majority of layout servers.
+              const size_t answered = total - g->left;
+              if (g->left == 0 || (g->valid > 0 && 2 * answered > total)) done = g->wake;
+            }
+            if (done) done();
+          });
+    }
+  });
+  std::lock_guard lock(g->mu);
+  std::optional<Layout> best;
   std::string errors;
-  for (const auto& endpoint : endpoints) {
-    auto r = internal::CallSync<proto::GetLayoutResponse>(*ChannelTo(endpoint), "layout.get",
-                                                          proto::GetLayoutRequest(),
-                                                          options.rpc_timeout, *threads);
+  for (auto& [endpoint, r] : g->answers) {
     Status st = r.status();
     if (r.ok()) {
       auto layout = Layout::FromProto(std::move(*r->mutable_layout()));
-      if (layout.ok()) return layout;
+      if (layout.ok() && (!best || layout->epoch() > best->epoch())) best = std::move(*layout);
       st = layout.status();
     }
-    errors += "; " + endpoint + ": " + st.ToString();
+    if (!st.ok()) errors += "; " + endpoint + ": " + st.ToString();
   }
-  return Unavailable("no endpoint served a valid layout (layout.get)" + errors +
-                     "; check the endpoints (TALLY_ENDPOINTS) and that the nodes are up");
+  if (!best) {
+    return Unavailable("no endpoint served a valid layout (layout.get)" + errors +
+                       "; check --endpoints / TALLY_ENDPOINTS and that the nodes are up");
+  }
+  return std::move(*best);
 }
 
 bool Client::Impl::RefreshLayout(Epoch seen) {
@@ -97,7 +143,7 @@ bool Client::Impl::RefreshLayout(Epoch seen) {
   for (const auto& e : options.endpoints) {
     if (std::find(endpoints.begin(), endpoints.end(), e) == endpoints.end()) endpoints.push_back(e);
   }
-  auto fetched = FetchLayout(endpoints);
+  auto fetched = FetchNewestLayout(endpoints);
   std::lock_guard lock(mu);
   if (fetched.ok() && fetched->epoch() > layout->epoch()) {
     layout = std::make_shared<const Layout>(std::move(*fetched));
@@ -197,7 +243,7 @@ Result<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
     TALLY_ASSIGN_OR_RETURN(Layout layout, Layout::FromProto(impl->options.layout));
     impl->layout = std::make_shared<const Layout>(std::move(layout));
   } else if (!impl->options.endpoints.empty()) {
-    TALLY_ASSIGN_OR_RETURN(Layout layout, impl->FetchLayout(impl->options.endpoints));
+    TALLY_ASSIGN_OR_RETURN(Layout layout, impl->FetchNewestLayout(impl->options.endpoints));
     impl->layout = std::make_shared<const Layout>(std::move(layout));
   } else {
     return InvalidArgument(

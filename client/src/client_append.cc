@@ -164,6 +164,21 @@ void Client::Impl::RunBatch(std::vector<std::unique_ptr<PendingAppend>> batch) {
       refreshed = true;
       if (!RefreshLayout(layout->epoch())) SleepNanos(10'000'000);
     }
+    if (epoch) {
+      // The entry may already be decided at its address (it reached the
+      // head before the seal): then it is finished there, never written a
+      // second time under a new token.
+      auto done_here = CompleteInNewEpoch(entries[i], p->deadline_nanos);
+      if (!done_here.ok()) {
+        p->done(done_here.status());
+        continue;
+      }
+      if (done_here->has_value()) {
+        appends++;
+        p->done(**done_here);
+        continue;
+      }
+    }
     p->attempts++;
     if (p->attempts >= options.max_append_attempts || NowNanos() >= p->deadline_nanos) {
       p->done(Status(st.code(), "append gave up after " + std::to_string(p->attempts) +
@@ -178,6 +193,46 @@ void Client::Impl::RunBatch(std::vector<std::unique_ptr<PendingAppend>> batch) {
     p->payload = std::move(*entries[i].mutable_payload());
     Enqueue(std::move(p), /*front=*/true);
   }
+}
+
+Result<std::optional<Address>> Client::Impl::CompleteInNewEpoch(const proto::LogEntry& entry,
+                                                                int64_t deadline_nanos) {
+  // A unit sealed at a later epoch before that epoch's layout is agreed
+  // (a reconfiguration seals first, then proposes): wait for the layout,
+  // since only it says whether this entry survives at its address.
+  internal::Backoff backoff(random, 100'000'000);
+  while (CurrentLayout()->epoch().value() <= entry.epoch()) {
+    if (RefreshLayout(Epoch(entry.epoch()))) break;
+    const int64_t pause = backoff.NextNanos();
+    if (NowNanos() + pause >= deadline_nanos) {
+      return Unavailable("address " + std::to_string(entry.address()) + ": its epoch " +
+                         std::to_string(entry.epoch()) +
+                         " was sealed but no newer layout became known before the retry "
+                         "deadline; the append may or may not be in the log");
+    }
+    SleepNanos(pause);
+  }
+  std::shared_ptr<const Layout> now = CurrentLayout();
+  const Address address(entry.address());
+  const Chain& chain = now->ChainFor(address);
+  RpcReplicaIo io(this, *now, DeadlineFromNow());
+  auto head = io.Read(chain.front(), address);
+  if (!head.ok() || !internal::SameEntry(*head, entry)) {
+    // Not ours at the new head (unwritten, a hole, another entry, or the
+    // head cannot say): our copy, if any, is on a unit the new epoch left
+    // out, so it is invisible; a new token is safe.
+    return std::optional<Address>();
+  }
+  if (chain.size() > 1) {
+    Status st = internal::CompleteChain(io, chain, 1, entry);
+    if (!st.ok()) {
+      return st.WithContext("address " + std::to_string(address.value()) +
+                            " holds this append at its chain head after an epoch change, but "
+                            "completing its chain failed; readers will complete it: do not "
+                            "append it again");
+    }
+  }
+  return std::optional<Address>(address);
 }
 
 void Client::AppendAsync(std::string payload, std::vector<StreamId> streams, AppendCallback done) {

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -47,9 +48,11 @@ struct Client::Impl {
   // --- layout and channels ---
   std::shared_ptr<const Layout> CurrentLayout() const;
   std::shared_ptr<net::Channel> ChannelTo(const std::string& endpoint);
-  // Asks `endpoints` for their layout (layout.get) in turn; the first valid
-  // answer wins. Unavailable, listing each endpoint's error, if none answers.
-  Result<Layout> FetchLayout(const std::vector<std::string>& endpoints);
+  // Asks every endpoint at once (layout.get) and returns the valid layout of
+  // the highest epoch among every answer, or among a majority of the
+  // endpoints once one of them served a layout. Unavailable, listing each
+  // endpoint's error, when none did.
+  Result<Layout> FetchNewestLayout(const std::vector<std::string>& endpoints);
   // Fetches the layout from every known endpoint and adopts it if its epoch
   // is newer than ours. Returns true if our epoch is now above `seen`.
   bool RefreshLayout(Epoch seen);
@@ -78,6 +81,14 @@ struct Client::Impl {
   void Enqueue(std::unique_ptr<internal::PendingAppend> p, bool front);
   void AppendLoop();
   void RunBatch(std::vector<std::unique_ptr<internal::PendingAppend>> batch);
+  // After an epoch change failed `entry`'s write: finishes it at its own
+  // address if the new layout's chain head holds it (returns the address);
+  // nullopt when a new token is safe; an error when it is at the head but
+  // its chain could not be completed.
+  // Waits (until `deadline_nanos`) for a layout newer than the entry's
+  // epoch first.
+  Result<std::optional<Address>> CompleteInNewEpoch(const proto::LogEntry& entry,
+                                                    int64_t deadline_nanos);
 
   ClientOptions options;
   Clock* clock;
@@ -132,9 +143,20 @@ Result<Resp> Client::Impl::Call(const std::string& endpoint, const std::string& 
   auto channel = ChannelTo(endpoint);
   internal::Backoff backoff(random, 200'000'000);
   const int64_t start = NowNanos();
-  while (true) {
+  const Epoch epoch = CurrentLayout()->epoch();
+  for (int failures = 1;; ++failures) {
     auto r = internal::CallSync<Resp>(*channel, method, req, options.rpc_timeout, *threads);
     if (r.ok() || !internal::IsTransient(r.status())) return r;
+    // A node that stays unreachable may have been reconfigured away: if a
+    // newer layout is out, restart the operation in it (WithLayout and the
+    // append path treat this as a stale epoch).
+    if (failures >= 2 && RefreshLayout(epoch)) {
+      const Epoch now_epoch = CurrentLayout()->epoch();
+      return WrongEpoch(method + " to " + endpoint + ": " + r.status().message() +
+                        "; the layout moved on to epoch " + std::to_string(now_epoch.value()) +
+                        ": retry in it")
+          .WithCurrentEpoch(now_epoch.value());
+    }
     const int64_t pause = backoff.NextNanos();
     const int64_t now = NowNanos();
     if (now + pause >= deadline_nanos) {

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "failure_detector.h"
 #include "layout_file.h"
 #include "sequencer_role.h"
 
@@ -103,7 +104,16 @@ Result<std::unique_ptr<Node>> Node::Start(NodeOptions options, net::Transport* t
           "clients will not find it",
           o.id.value(), node->endpoint());
     }
-    node->sequencer_->StartBootstrap();
+    node->sequencer_->StartBootstrap(node->endpoint());
+  }
+  if (node->layout_server_ && o.failure_detector && o.layout &&
+      o.layout->layout_servers_size() > 0) {
+    FailureDetectorOptions fo;
+    fo.threads = o.threads;
+    fo.clock = o.env.clock;
+    node->detector_ =
+        std::make_unique<FailureDetector>(node->endpoint(), o.id, *o.layout, transport, fo);
+    node->detector_->Start();
   }
   return node;
 }
@@ -111,6 +121,7 @@ Result<std::unique_ptr<Node>> Node::Start(NodeOptions options, net::Transport* t
 Node::~Node() {
   // Stop taking requests first, then the bootstrap, then let the pending
   // group commits finish.
+  detector_.reset();
   server_.reset();
   sequencer_.reset();
   layout_server_.reset();

@@ -25,6 +25,7 @@ class Env;
 namespace tally::server {
 
 class SequencerRole;
+class FailureDetector;
 
 struct Roles {
   bool log = true;
@@ -54,6 +55,8 @@ struct NodeOptions {
   Env env{};                             // the log unit's files, clock, randomness
   rocksdb::Env* metadata_env = nullptr;  // the log unit's RocksDB env
   Threads* threads = nullptr;            // the sequencer bootstrap's thread and waits
+  // Run the failure detector (layout role, layout with layout servers).
+  bool failure_detector = true;
   // True: the log unit writes, syncs and answers on the calling thread (no
   // writer or I/O threads), as a simulation needs.
   bool inline_io = false;
@@ -82,6 +85,7 @@ class Node {
   std::unique_ptr<log::LogUnit> log_unit_;
   std::unique_ptr<SequencerRole> sequencer_;
   std::unique_ptr<log::LayoutServer> layout_server_;
+  std::unique_ptr<FailureDetector> detector_;
   net::ServiceRegistry registry_;
   std::unique_ptr<net::Server> server_;
 };

@@ -1,14 +1,23 @@
 #pragma once
 
 // The sequencer role of a node: a sequencer::Sequencer served as "seq.*",
-// bootstrapped by the node itself in its layout's epoch from the log units'
-// tails and stream maps (bootstrap.h). Until the bootstrap succeeds the
-// sequencer answers FAILED_PRECONDITION; a background thread retries with
-// backoff until one replica of every stripe answers.
+// bootstrapped by the node itself from the log units' tails and stream maps
+// (bootstrap.h). Until the bootstrap succeeds the sequencer answers
+// FAILED_PRECONDITION; a background thread retries with backoff until one
+// replica of every stripe answers.
+//
+// With layout servers (the layout lists some), the role follows the
+// committed layouts: it polls them, and whenever a newer epoch is committed
+// in which this node is the primary sequencer (sequencers[0]), it rebuilds
+// itself in that epoch from the (sealed) log units — sequencer failover
+// (docs/layout.md). A standby never bootstraps. Without layout servers the
+// static layout is bootstrapped once.
 
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
+#include <string>
 
 #include "tally/base/threads.h"
 #include "tally/net/transport.h"
@@ -22,7 +31,9 @@ struct SequencerRoleOptions {
   std::chrono::milliseconds rpc_timeout{2000};  // per log.tail / log.stream_maps
   std::chrono::milliseconds backoff_min{100};   // first retry delay
   std::chrono::milliseconds backoff_max{5000};  // delays double up to this
-  Threads* threads = nullptr;                   // nullptr: SystemThreads()
+  // How often committed layouts are polled (with layout servers only).
+  std::chrono::milliseconds layout_poll{50};
+  Threads* threads = nullptr;  // nullptr: SystemThreads()
 };
 
 class SequencerRole {
@@ -37,29 +48,34 @@ class SequencerRole {
   // Registers seq.*. `registry` must not outlive the role.
   void Register(net::ServiceRegistry& registry);
 
-  // Starts bootstrapping in the background. Call once, after the node
-  // serves (the node may be one of the log units it asks).
-  void StartBootstrap();
+  // Starts bootstrapping (and following layouts) in the background. Call
+  // once, after the node serves on `self` (the node may be one of the log
+  // units it asks).
+  void StartBootstrap(std::string self);
 
   bool bootstrapped() const { return bootstrapped_.load(); }
+  // The epoch bootstrapped last (meaningful once bootstrapped()).
+  uint64_t epoch() const { return epoch_.load(); }
   sequencer::Sequencer& core() { return core_; }
 
  private:
-  void BootstrapLoop();
-  // One attempt; OK once the sequencer is bootstrapped.
-  Status TryBootstrap();
-
-  const proto::Layout layout_;
-  net::Transport* const transport_;
-  const SequencerRoleOptions options_;
-  sequencer::Sequencer core_;
-  sequencer::SequencerService service_{&core_};
-  std::atomic<bool> bootstrapped_{false};
-
+  void Loop();
+  // The newest layout: the static one, or a newer committed one.
+  proto::Layout NewestLayout();
+  // One bootstrap attempt in `layout`'s epoch.
+  Status TryBootstrap(const proto::Layout& layout);
   // Sleeps up to `delay`, in slices, returning early (true) once stopping.
   bool SleepUnlessStopping(std::chrono::milliseconds delay);
 
+  const proto::Layout static_layout_;
+  net::Transport* const transport_;
+  const SequencerRoleOptions options_;
   Threads* const threads_;
+  std::string self_;
+  sequencer::Sequencer core_;
+  sequencer::SequencerService service_{&core_};
+  std::atomic<bool> bootstrapped_{false};
+  std::atomic<uint64_t> epoch_{0};
   std::atomic<bool> stopping_{false};
   std::unique_ptr<ThreadHandle> thread_;
 };

@@ -1,5 +1,7 @@
 #include "sim_cluster.h"
 
+#include "tally/client/reconfigure.h"
+
 namespace tally::sim {
 
 void Trace::Add(uint64_t v) {
@@ -33,6 +35,10 @@ SimCluster::SimCluster(SimClusterOptions options)
   layout_.set_epoch(0);
   layout_.set_cluster_id("sim");
   layout_.add_sequencers(NodeName(0));
+  if (options.layout_servers) {
+    for (int i = 1; i < options.nodes; ++i) layout_.add_sequencers(NodeName(i));
+    for (int i = 0; i < options.nodes; ++i) layout_.add_layout_servers(NodeName(i));
+  }
   auto* segment = layout_.add_segments();
   segment->set_start(0);
   const int chain = std::min(3, options.nodes);
@@ -56,6 +62,7 @@ SimCluster::~SimCluster() {
   for (auto& n : nodes_) n.node.reset();
   threads_.reset();
   client_transports_.clear();
+  reconfigurer_.reset();
   for (auto& n : nodes_) n.transport.reset();
   network_.reset();
   sched_->RunUntilIdle();
@@ -68,11 +75,21 @@ void SimCluster::InstallLinkPolicy() {
   net::LinkPolicy policy = net::MakeSeededLinkPolicy(link_seed_++, links);
   network_->SetLinkPolicy([this, policy](std::string_view from, std::string_view to) {
     net::LinkAction a = policy(from, to);
+    if (!a.drop && slow_extra_nanos_ > 0 && from == slow_sender_) {
+      a.delay_nanos +=
+          static_cast<int64_t>(random_.Uniform(static_cast<uint64_t>(slow_extra_nanos_) + 1));
+    }
     trace_.Add(static_cast<uint64_t>(sched_->now()));
     trace_.Add(std::string(from) + ">" + std::string(to));
     trace_.Add(a.drop ? UINT64_MAX : static_cast<uint64_t>(a.delay_nanos));
     return a;
   });
+}
+
+void SimCluster::SetSlowSender(const std::string& name, int64_t max_extra_nanos) {
+  trace_.Add("slow " + name + " " + std::to_string(max_extra_nanos));
+  slow_sender_ = name;
+  slow_extra_nanos_ = max_extra_nanos;
 }
 
 void SimCluster::SetDropProbability(double p) {
@@ -94,12 +111,14 @@ Status SimCluster::StartNode(int i) {
   o.data_dir = "/" + NodeName(i);
   o.segment_bytes = 256 << 10;  // small segments: rolls happen in short runs
   o.roles.log = true;
-  o.roles.sequencer = (i == 0);
+  o.roles.sequencer = (i == 0) || options_.layout_servers;
+  o.roles.layout = options_.layout_servers;
   o.layout = layout_;
   o.env = Env{sched_->clock(), n.random.get(), n.disk.get()};
   o.metadata_env = rocks_env_.get();
   o.threads = threads_.get();
   o.inline_io = true;
+  o.failure_detector = options_.failure_detector;
   trace_.Add("start " + NodeName(i));
   auto node = server::Node::Start(std::move(o), n.transport.get());
   if (!node.ok()) return node.status().WithContext("starting " + NodeName(i));
@@ -115,6 +134,32 @@ void SimCluster::CrashNode(int i) {
   if (!st.ok())
     std::fprintf(stderr, "power cut on %s: %s\n", NodeName(i).c_str(), st.ToString().c_str());
   n.disk->ClearFailures();
+}
+
+Result<proto::Layout> SimCluster::RemoveNode(int i) {
+  trace_.Add("remove " + NodeName(i));
+  TALLY_ASSIGN_OR_RETURN(proto::Layout next, client::LayoutWithout(layout_, NodeName(i)));
+  if (reconfigurer_ == nullptr) reconfigurer_ = network_->MakeTransport("reconfigurer");
+  client::ReconfigureOptions o;
+  o.rpc_timeout = std::chrono::milliseconds(100);
+  o.seal_deadline = std::chrono::milliseconds(3000);
+  o.proposer = NodeId(1000);
+  o.threads = threads_.get();
+  o.clock = sched_->clock();
+  TALLY_ASSIGN_OR_RETURN(proto::Layout committed, client::Reconfigure(*reconfigurer_, next, o));
+  layout_ = committed;
+  return committed;
+}
+
+Result<proto::Layout> SimCluster::RefreshLayout() {
+  if (reconfigurer_ == nullptr) reconfigurer_ = network_->MakeTransport("reconfigurer");
+  std::vector<std::string> servers(layout_.layout_servers().begin(),
+                                   layout_.layout_servers().end());
+  TALLY_ASSIGN_OR_RETURN(proto::Layout newest,
+                         client::FetchNewestLayout(*reconfigurer_, servers,
+                                                   std::chrono::milliseconds(100), threads_.get()));
+  if (newest.epoch() > layout_.epoch()) layout_ = newest;
+  return layout_;
 }
 
 void SimCluster::FailSyncs(int i, int count) {

@@ -35,6 +35,11 @@ struct SimClusterOptions {
   int nodes = 3;    // each a log unit; node 0 also the sequencer
   int stripes = 1;  // chains of min(3, nodes) units, rotated per stripe
   net::SimLinkOptions links{.min_delay_nanos = 50'000, .max_delay_nanos = 2'000'000};
+  // Every node is also a layout server and a (standby) sequencer, the
+  // layout lists them, and RemoveNode reconfigures through them.
+  bool layout_servers = false;
+  // The layout servers' failure detectors run (and reconfigure on crashes).
+  bool failure_detector = false;
 };
 
 // An order-sensitive 64-bit hash of everything a run did.
@@ -70,6 +75,15 @@ class SimCluster {
   void CrashNode(int i);
   bool up(int i) const { return nodes_[i].node != nullptr; }
   int size() const { return static_cast<int>(nodes_.size()); }
+  // Takes node `i` out of the layout: the next epoch's layout without it,
+  // sealed on its log units and agreed by the layout servers
+  // (client::Reconfigure), as a failure detector would. Blocks: call from a
+  // SimThread. Returns the committed layout, which becomes layout().
+  Result<proto::Layout> RemoveNode(int i);
+  // Adopts the newest layout the layout servers committed (e.g. after the
+  // nodes' failure detectors reconfigured). Blocks: call from a SimThread.
+  Result<proto::Layout> RefreshLayout();
+
   // The next `count` syncs on node `i`'s disk fail (the unit then refuses
   // writes until it restarts).
   void FailSyncs(int i, int count);
@@ -82,6 +96,10 @@ class SimCluster {
 
   // Drop probability of every message from now on.
   void SetDropProbability(double p);
+  // Messages sent by node/client `name` take up to `max_extra_nanos` more
+  // (seeded), e.g. a client stalled between its token and its writes; 0
+  // clears it.
+  void SetSlowSender(const std::string& name, int64_t max_extra_nanos);
 
   static std::string NodeName(int i) { return "node-" + std::to_string(i); }
   const proto::Layout& layout() const { return layout_; }
@@ -108,6 +126,8 @@ class SimCluster {
   SeededRandom random_;
   Trace trace_;
   double drop_probability_ = 0.0;
+  std::string slow_sender_;
+  int64_t slow_extra_nanos_ = 0;
   uint64_t link_seed_ = 0;
   proto::Layout layout_;
   std::unique_ptr<rocksdb::Env> rocks_env_;
@@ -115,6 +135,7 @@ class SimCluster {
   std::unique_ptr<net::SimThreads> threads_;
   std::vector<SimNode> nodes_;
   std::vector<std::unique_ptr<net::Transport>> client_transports_;
+  std::unique_ptr<net::Transport> reconfigurer_;
 };
 
 }  // namespace tally::sim

@@ -1,7 +1,8 @@
 #pragma once
 
 // `tallyctl cluster`: administering the cluster's layout through its layout
-// servers (Paxos, docs/layout.md). Subcommands: bootstrap.
+// servers (Paxos, docs/layout.md). Subcommands: cluster bootstrap, node
+// remove.
 
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -35,10 +36,13 @@ class ClusterAdminCommands {
 
  private:
   int Bootstrap();
+  int RemoveNode();
 
   const Globals& g_;
   CLI::App* bootstrap_ = nullptr;
+  CLI::App* node_remove_ = nullptr;
   std::string layout_file_;
+  std::string node_;
 };
 
 }  // namespace tally::ctl

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <thread>
 
+#include "cluster_admin.h"
 #include "ctl.h"
 #include "json.h"
 #include "local_cluster.h"
@@ -57,13 +58,33 @@ Status ProbeNode(net::Transport& transport, const LocalCluster& c, const LocalNo
     Status st = Probe<proto::TailResponse>(transport, node.endpoint, "log.tail", req);
     if (!st.ok()) return st.WithContext("log.tail");
   }
-  if (node.sequencer()) {
+  if (node.sequencer() && !node.layout()) {
+    // A static-layout sequencer: it serves once bootstrapped. (With layout
+    // servers a sequencer may be a standby that never bootstraps; up waits
+    // for the primary separately, WaitSequencer.)
     proto::seq::TailRequest req;
     req.set_epoch(c.epoch);
     Status st = Probe<proto::seq::TailResponse>(transport, node.endpoint, "seq.tail", req);
     if (!st.ok()) return st.WithContext("seq.tail");
   }
   return Status::OK();
+}
+
+// Waits until the primary sequencer at `endpoint` answers seq.tail.
+Status WaitSequencer(net::Transport& transport, const LocalCluster& c, const std::string& endpoint,
+                     milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  proto::seq::TailRequest req;
+  req.set_epoch(c.epoch);
+  while (true) {
+    Status st = Probe<proto::seq::TailResponse>(transport, endpoint, "seq.tail", req);
+    if (st.ok()) return st;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return st.WithContext("the primary sequencer " + endpoint + " did not bootstrap within " +
+                            std::to_string(timeout.count()) + " ms");
+    }
+    std::this_thread::sleep_for(milliseconds(20));
+  }
 }
 
 std::string ReadyFile(const LocalCluster& c, const LocalNode& n) {
@@ -220,8 +241,7 @@ Result<LocalCluster> CreateCluster(net::Transport& transport, const std::string&
       LocalNode n;
       n.id = i;
       n.endpoint = "127.0.0.1:" + std::to_string(*port);
-      n.roles =
-          i == 1 ? std::vector<std::string>{"log", "sequencer"} : std::vector<std::string>{"log"};
+      n.roles = {"log", "layout", "sequencer"};
       n.data_dir = dir + "/node-" + std::to_string(i);
       n.log_file = dir + "/node-" + std::to_string(i) + ".log";
       endpoints.push_back(n.endpoint);
@@ -233,7 +253,14 @@ Result<LocalCluster> CreateCluster(net::Transport& transport, const std::string&
     TALLY_RETURN_IF_ERROR(SpawnNodes(c, AllIds(c)));
     bool bind_failed = false;
     last = WaitServing(transport, c, AllIds(c), wait, &bind_failed);
-    if (last.ok()) return c;
+    if (last.ok()) {
+      // Epoch 0 agreed by the layout servers, then the primary sequencer
+      // has bootstrapped from the log units: the cluster serves appends.
+      auto committed = BootstrapCluster(transport, layout, std::min(wait, milliseconds(5000)));
+      if (!committed.ok()) return committed.status().WithContext("bootstrapping the layout");
+      TALLY_RETURN_IF_ERROR(WaitSequencer(transport, c, endpoints.front(), wait));
+      return c;
+    }
     if (!bind_failed) {
       return Status(last.code(), last.message() +
                                      "; the other nodes keep running: stop them with "

@@ -33,6 +33,13 @@ bool LocalNode::sequencer() const {
   return false;
 }
 
+bool LocalNode::layout() const {
+  for (const auto& r : roles) {
+    if (r == "layout") return true;
+  }
+  return false;
+}
+
 LocalNode* LocalCluster::Find(uint64_t id) {
   for (auto& n : nodes) {
     if (n.id == id) return &n;
@@ -144,7 +151,10 @@ proto::Layout MakeLayout(const std::vector<std::string>& endpoints, uint32_t str
   proto::Layout layout;
   layout.set_epoch(0);
   layout.set_cluster_id("local");
-  layout.add_sequencers(endpoints.front());
+  // Every node is a layout server and a sequencer: node 1 the primary, the
+  // others standbys that take over when a reconfiguration names them.
+  for (const auto& e : endpoints) layout.add_sequencers(e);
+  for (const auto& e : endpoints) layout.add_layout_servers(e);
   auto* seg = layout.add_segments();
   seg->set_start(0);
   seg->set_end(0);

@@ -32,6 +32,7 @@ struct LocalNode {
   std::string data_dir;
   std::string log_file;
   bool sequencer() const;
+  bool layout() const;
 };
 
 struct LocalCluster {

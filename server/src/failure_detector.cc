@@ -1,0 +1,174 @@
+#include "failure_detector.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <mutex>
+#include <set>
+
+#include "tally/client/reconfigure.h"
+#include "tally/net/typed.h"
+
+namespace tally::server {
+
+void PeerHealth::Success(int64_t now_nanos, int64_t rtt_nanos) {
+  (void)now_nanos;
+  srtt_ = srtt_ == 0 ? rtt_nanos : (7 * srtt_ + rtt_nanos) / 8;
+  failures_ = 0;
+}
+
+void PeerHealth::Failure(int64_t now_nanos) {
+  if (failures_++ == 0) first_failure_ = now_nanos;
+}
+
+bool PeerHealth::Suspected(int64_t now_nanos, int misses, int64_t min_timeout_nanos) const {
+  const int64_t timeout = std::max(min_timeout_nanos, 4 * srtt_);
+  return failures_ >= misses && now_nanos - first_failure_ >= timeout;
+}
+
+FailureDetector::FailureDetector(std::string self, NodeId self_id, proto::Layout static_layout,
+                                 net::Transport* transport, FailureDetectorOptions options)
+    : self_(std::move(self)),
+      self_id_(self_id),
+      static_layout_(std::move(static_layout)),
+      transport_(transport),
+      options_(options),
+      threads_(options.threads != nullptr ? options.threads : SystemThreads()),
+      clock_(options.clock != nullptr ? options.clock : DefaultEnv().clock) {}
+
+FailureDetector::~FailureDetector() {
+  stopping_ = true;
+  if (thread_ != nullptr) thread_->Join();
+}
+
+void FailureDetector::Start() {
+  thread_ = threads_->Start("failure-detector-" + self_, [this] { Loop(); });
+}
+
+std::map<std::string, std::pair<bool, int64_t>> FailureDetector::PingAll(
+    const std::set<std::string>& peers) {
+  // All at once, so a dead peer costs one ping_timeout per round, not one
+  // per peer. Answers land in `g`; the last one wakes us.
+  struct Gather {
+    std::mutex mu;
+    std::map<std::string, std::pair<bool, int64_t>> out;  // GUARDED_BY(mu)
+    size_t left = 0;                                      // GUARDED_BY(mu)
+    Threads::Wake wake;                                   // GUARDED_BY(mu)
+  };
+  auto g = std::make_shared<Gather>();
+  g->left = peers.size();
+  net::CallOptions call;
+  call.timeout = options_.ping_timeout;
+  const int64_t start = clock_->NowNanos();
+  Clock* clock = clock_;
+  threads_->Wait([&](Threads::Wake wake) {
+    {
+      std::lock_guard lock(g->mu);
+      g->wake = wake;
+      if (g->left == 0) {
+        wake();
+        return;
+      }
+    }
+    for (const auto& peer : peers) {
+      net::CallTyped<proto::GetLayoutResponse>(
+          *transport_->Connect(peer), "layout.get", proto::GetLayoutRequest(), call,
+          [g, peer, start, clock](Result<proto::GetLayoutResponse> r) {
+            Threads::Wake done;
+            {
+              std::lock_guard lock(g->mu);
+              g->out[peer] = {r.ok(), clock->NowNanos() - start};
+              if (--g->left == 0) done = g->wake;
+            }
+            if (done) done();
+          });
+    }
+  });
+  std::lock_guard lock(g->mu);
+  return g->out;
+}
+
+bool FailureDetector::IsDecisionMaker(const proto::Layout& layout) {
+  // The reachable layout server with the lowest node id decides.
+  std::map<uint64_t, std::string> by_id;
+  for (const auto& n : layout.nodes()) by_id[n.id()] = n.endpoint();
+  const std::set<std::string> servers(layout.layout_servers().begin(),
+                                      layout.layout_servers().end());
+  for (const auto& [id, endpoint] : by_id) {
+    if (servers.count(endpoint) == 0) continue;
+    if (endpoint == self_) return true;
+    auto it = peers_.find(endpoint);
+    const bool reachable =
+        it == peers_.end() ||
+        !it->second.Suspected(clock_->NowNanos(), options_.misses,
+                              std::chrono::nanoseconds(options_.min_timeout).count());
+    if (reachable) return false;  // a lower id is alive: it decides
+  }
+  return false;
+}
+
+void FailureDetector::Round(proto::Layout& layout) {
+  std::vector<std::string> servers(layout.layout_servers().begin(), layout.layout_servers().end());
+  auto newest = client::FetchNewestLayout(*transport_, servers, options_.ping_timeout, threads_);
+  if (newest.ok() && newest->epoch() > layout.epoch()) {
+    layout = *newest;
+    peers_.clear();  // a new epoch: judge the members afresh
+  }
+  // The members whose failure stops writes: log units and sequencers, and
+  // the layout servers (for the decision-maker choice).
+  std::set<std::string> watch;
+  for (const auto& seg : layout.segments()) {
+    for (const auto& stripe : seg.stripes()) {
+      for (const auto& u : stripe.log_units()) watch.insert(u);
+    }
+  }
+  for (const auto& s : layout.sequencers()) watch.insert(s);
+  for (const auto& s : layout.layout_servers()) watch.insert(s);
+  watch.erase(self_);
+  const int64_t min_timeout = std::chrono::nanoseconds(options_.min_timeout).count();
+  const int64_t now = clock_->NowNanos();
+  for (const auto& [peer, result] : PingAll(watch)) {
+    if (result.first) {
+      peers_[peer].Success(now, result.second);
+    } else {
+      peers_[peer].Failure(now);
+    }
+  }
+  if (!IsDecisionMaker(layout)) return;
+  for (const auto& peer : watch) {
+    if (!peers_[peer].Suspected(clock_->NowNanos(), options_.misses, min_timeout)) continue;
+    auto next = client::LayoutWithout(layout, peer);
+    if (!next.ok()) continue;  // only a layout server, or the last replica: nothing to do
+    spdlog::warn("node {}: {} unreachable for {} pings; reconfiguring to epoch {} without it",
+                 self_id_.value(), peer, options_.misses, next->epoch());
+    client::ReconfigureOptions ro;
+    ro.rpc_timeout = options_.ping_timeout * 2;
+    ro.seal_deadline = std::chrono::milliseconds(2000);
+    ro.proposer = self_id_;
+    ro.threads = threads_;
+    ro.clock = clock_;
+    auto committed = client::Reconfigure(*transport_, *next, ro);
+    if (committed.ok()) {
+      spdlog::info("node {}: epoch {} committed (sequencer {})", self_id_.value(),
+                   committed->epoch(), committed->sequencers(0));
+      layout = *committed;
+      peers_.clear();
+    } else {
+      spdlog::warn("node {}: reconfiguration without {} failed: {}", self_id_.value(), peer,
+                   committed.status().ToString());
+    }
+    return;  // one change per round; judge again in the new epoch
+  }
+}
+
+void FailureDetector::Loop() {
+  proto::Layout layout = static_layout_;
+  const int64_t period = std::chrono::nanoseconds(options_.period).count();
+  while (!stopping_) {
+    Round(layout);
+    if (stopping_) return;
+    threads_->SleepNanos(period);
+  }
+}
+
+}  // namespace tally::server

@@ -1,0 +1,92 @@
+#pragma once
+
+// Failure detection and the reconfiguration it drives (docs/layout.md,
+// "Failure detection"). Runs in every node with the layout role.
+//
+// Every `period` the detector pings (layout.get) every log unit and
+// sequencer of the newest layout. A peer is suspected after `misses`
+// consecutive failed pings spanning at least its adaptive timeout: the
+// larger of `min_timeout` and 4 x the peer's smoothed round-trip time. Only
+// one node acts on suspicions: the decision maker, the live layout server
+// with the lowest node id that this node can reach (itself included).
+// A peer that the decision maker cannot reach is removed even if others
+// can (asymmetric failures are treated as symmetric). The decision maker
+// runs client::Reconfigure with the layout without the suspect; Paxos makes
+// concurrent decision makers (e.g. across a partition) agree on one layout
+// per epoch.
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "tally/base/env.h"
+#include "tally/base/ids.h"
+#include "tally/base/threads.h"
+#include "tally/net/transport.h"
+#include "tally/proto/layout.pb.h"
+
+namespace tally::server {
+
+struct FailureDetectorOptions {
+  std::chrono::milliseconds period{50};
+  std::chrono::milliseconds ping_timeout{150};
+  std::chrono::milliseconds min_timeout{200};
+  int misses = 3;
+  Threads* threads = nullptr;  // nullptr: SystemThreads()
+  Clock* clock = nullptr;      // nullptr: the real clock
+};
+
+// What one peer looks like from here. Pure bookkeeping, unit-tested.
+class PeerHealth {
+ public:
+  void Success(int64_t now_nanos, int64_t rtt_nanos);
+  void Failure(int64_t now_nanos);
+  // Suspected: `misses` failures in a row, the first at least `timeout`
+  // ago, where timeout = max(min_timeout, 4 x smoothed RTT).
+  bool Suspected(int64_t now_nanos, int misses, int64_t min_timeout_nanos) const;
+  int64_t smoothed_rtt_nanos() const { return srtt_; }
+
+ private:
+  int64_t srtt_ = 0;
+  int failures_ = 0;
+  int64_t first_failure_ = 0;
+};
+
+class FailureDetector {
+ public:
+  // `self` is this node's endpoint and `self_id` its id; `static_layout`
+  // the layout it was started with (it follows newer committed ones).
+  // `transport` must outlive the detector.
+  FailureDetector(std::string self, NodeId self_id, proto::Layout static_layout,
+                  net::Transport* transport, FailureDetectorOptions options = {});
+  // Stops the detector thread.
+  ~FailureDetector();
+  FailureDetector(const FailureDetector&) = delete;
+  FailureDetector& operator=(const FailureDetector&) = delete;
+
+  void Start();
+
+ private:
+  void Loop();
+  // One round: ping, then maybe reconfigure. Returns the layout in force.
+  void Round(proto::Layout& layout);
+  // Pings every peer at once: peer -> (answered, round-trip nanos).
+  std::map<std::string, std::pair<bool, int64_t>> PingAll(const std::set<std::string>& peers);
+  bool IsDecisionMaker(const proto::Layout& layout);
+
+  const std::string self_;
+  const NodeId self_id_;
+  const proto::Layout static_layout_;
+  net::Transport* const transport_;
+  const FailureDetectorOptions options_;
+  Threads* const threads_;
+  Clock* const clock_;
+  std::map<std::string, PeerHealth> peers_;  // detector thread only
+  std::atomic<bool> stopping_{false};
+  std::unique_ptr<ThreadHandle> thread_;
+};
+
+}  // namespace tally::server
