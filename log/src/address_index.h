@@ -4,15 +4,32 @@
 //
 // An open-addressing table with linear probing and Fibonacci hashing (the
 // top bits of address * 2^64/phi pick the home slot), sized to a power of
-// two and kept at most 5/8 full. Slots are plain structs in one array, so an
-// insert allocates nothing except when the table doubles, and doubling walks
-// both arrays in order (top-bit hashing keeps home slots sorted). Batch
-// callers Prefetch() a few keys ahead to overlap cache misses. Not
-// thread-safe: SegmentStore guards it with its mutex.
+// two and kept at most about 5/8 full. Slots are plain structs in one array,
+// so an insert allocates nothing. Batch callers Prefetch() a few keys ahead
+// to overlap cache misses. Not thread-safe: SegmentStore guards it with its
+// mutex.
+//
+// Growth is incremental, so that no single Insert pays for the whole table.
+// Doubling at once (map and fill twice the slots, re-place every entry,
+// unmap the old array) took ~100 ms at a million entries, all of it under
+// the store's mutex, stalling every append of the unit; and since every unit
+// of a chain holds the same addresses, each unit stalled in turn, one after
+// the other: the ~200 ms stalls that set append_bench's half-load p99
+// (bench/README.md). Instead, once the table is 5/8 full:
+//   1. preparing: the next table (twice the slots) is mapped, and each Insert
+//      initializes kFillPerInsert more of its slots (first touch of its
+//      pages included). Lookups and inserts still use the current table,
+//      which reaches ~21/32 full by the end of this phase.
+//   2. migrating: the next table becomes the current one and takes every
+//      insert; each Insert also moves the entries of kMovePerInsert more old
+//      slots, in slot order, and unmaps the old pages already passed.
+//      Lookups try the current table, then the old one's unmoved slots. It
+//      ends (the old table is gone) while the new one is ~3/8 full.
+// Erase, EraseBelow and Reserve (rare: failed writes, trim, recovery) finish
+// a growth in progress at once.
 
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 namespace tally::log {
 
@@ -43,8 +60,15 @@ class AddressIndex {
  public:
   // Records longer than this cannot be indexed (SegmentStore::Open enforces it).
   static constexpr uint32_t kMaxLength = IndexEntry::kLengthMask;
+  // Growth work per Insert (see the top of this file): next-table slots
+  // initialized while preparing, old-table slots moved while migrating.
+  static constexpr size_t kFillPerInsert = 64;
+  static constexpr size_t kMovePerInsert = 16;
 
   AddressIndex();
+  ~AddressIndex();
+  AddressIndex(const AddressIndex&) = delete;
+  AddressIndex& operator=(const AddressIndex&) = delete;
 
   // The entry for `address`, or nullptr. Valid until the next Insert/Erase.
   IndexEntry* Find(uint64_t address);
@@ -62,24 +86,60 @@ class AddressIndex {
   size_t EraseBelow(uint64_t mark);
 
   // Hints that `address` will be looked up soon.
-  void Prefetch(uint64_t address) const { __builtin_prefetch(&slots_[Home(address)]); }
+  void Prefetch(uint64_t address) const { __builtin_prefetch(&cur_.slots[cur_.Home(address)]); }
 
-  // Grows so that `n` entries fit without another doubling.
+  // Grows so that `n` entries fit without another growth.
   void Reserve(size_t n);
 
   size_t size() const { return size_; }
-  size_t capacity() const { return slots_.size(); }
+  // Slots of the table that takes inserts.
+  size_t capacity() const { return cur_.capacity; }
+  // True while a growth is in progress (preparing or migrating).
+  bool growing() const { return phase_ != Phase::kStable; }
 
  private:
-  size_t Home(uint64_t address) const {
-    return static_cast<size_t>((address * 0x9E3779B97F4A7C15ull) >> shift_);
-  }
-  void Rehash(size_t new_capacity);
+  // One slot array: an anonymous mapping of its own, so that a table being
+  // prepared costs memory only as its slots are initialized, and a migrated
+  // table can be unmapped piece by piece.
+  struct Table {
+    IndexEntry* slots = nullptr;
+    size_t capacity = 0;  // a power of two
+    size_t mask = 0;
+    int shift = 64;
+    size_t unmapped = 0;  // bytes at the front already unmapped (migrating)
 
-  std::vector<IndexEntry> slots_;
-  size_t mask_ = 0;
-  int shift_ = 64;
-  size_t size_ = 0;
+    size_t Home(uint64_t address) const {
+      return static_cast<size_t>((address * 0x9E3779B97F4A7C15ull) >> shift);
+    }
+  };
+  enum class Phase { kStable, kPreparing, kMigrating };
+
+  // Maps a table of `capacity` slots, uninitialized.
+  static Table Map(size_t capacity);
+  static void Unmap(Table& t);
+  // Linear probe for `address` in `t`, wrapping; nullptr at an empty slot.
+  static IndexEntry* Lookup(const Table& t, uint64_t address);
+  // The first empty slot of `address`'s probe run in `t`, with the address set.
+  static IndexEntry* Place(Table& t, uint64_t address);
+  // Lookup in the old table, among the slots not moved yet.
+  IndexEntry* LookupUnmoved(uint64_t address) const;
+
+  // Does up to `fill` slots of preparing or `move` slots of migrating work.
+  void Grow(size_t fill, size_t move);
+  // Completes a growth in progress.
+  void FinishGrowth();
+  // Replaces the (stable) table by a fully built one of `capacity` slots
+  // holding the entries that `keep` accepts.
+  template <typename Keep>
+  void Rebuild(size_t capacity, Keep keep);
+
+  Table cur_;   // takes inserts; looked up first
+  Table next_;  // preparing: being initialized
+  Table old_;   // migrating: the previous table, slots [moved_, capacity) still live
+  Phase phase_ = Phase::kStable;
+  size_t filled_ = 0;  // preparing: slots of next_ initialized
+  size_t moved_ = 0;   // migrating: slots of old_ moved into cur_
+  size_t size_ = 0;    // entries, in both tables
   size_t grow_at_ = 0;
 };
 
