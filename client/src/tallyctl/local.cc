@@ -149,7 +149,7 @@ void PrintNodes(net::Transport& transport, const LocalCluster& c, bool json) {
   std::string out = json ? "[" : "";
   if (!json) {
     char header[160];
-    std::snprintf(header, sizeof(header), "%-4s %-22s %-8s %-15s %-6s %s\n", "ID", "ENDPOINT",
+    std::snprintf(header, sizeof(header), "%-4s %-22s %-8s %-21s %-6s %s\n", "ID", "ENDPOINT",
                   "PID", "ROLES", "STATE", "LOG");
     out += header;
   }
@@ -167,7 +167,7 @@ void PrintNodes(net::Transport& transport, const LocalCluster& c, bool json) {
                                   .str();
     } else {
       char line[512];
-      std::snprintf(line, sizeof(line), "%-4llu %-22s %-8lld %-15s %-6s %s\n",
+      std::snprintf(line, sizeof(line), "%-4llu %-22s %-8lld %-21s %-6s %s\n",
                     static_cast<unsigned long long>(n.id), n.endpoint.c_str(),
                     static_cast<long long>(n.pid), RolesText(n).c_str(), up ? "up" : "down",
                     n.log_file.c_str());
