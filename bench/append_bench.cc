@@ -31,12 +31,12 @@
 #include <fstream>
 #include <functional>
 #include <future>
-#include <regex>
 #include <semaphore>
 #include <sstream>
 #include <thread>
 
 #include "bench_util.h"
+#include "local_cluster.h"
 #include "tally/client/client.h"
 #include "tally/net/tcp_transport.h"
 #include "tally/net/typed.h"
@@ -60,36 +60,10 @@ struct Config {
   int rpc_depth = 8;      // baseline: RPCs in flight
 };
 
-std::string g_ctl;                        // tallyctl next to this binary
-std::vector<std::string> g_cluster_dirs;  // clusters to `local down` on exit
-
-// Output of a shell command (stdout + stderr) and its exit code.
-std::pair<int, std::string> Run(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return {-1, "popen failed"};
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-  int rc = ::pclose(p);
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, out};
-}
-
-void DownAll() {
-  for (const auto& d : g_cluster_dirs) Run(g_ctl + " local down --dir " + d);
-  g_cluster_dirs.clear();
-}
-
 [[noreturn]] void Die(const std::string& what, const Status& st) {
   std::fprintf(stderr, "append_bench: %s: %s\n", what.c_str(), st.ToString().c_str());
-  DownAll();
+  DownAllClusters();
   std::exit(1);
-}
-
-std::string TallyctlNextToSelf() {
-  std::error_code ec;
-  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (ec) return "tallyctl";
-  return (self.parent_path() / "tallyctl").string();
 }
 
 // utime + stime of `pid` ("self" for this process), in seconds.
@@ -109,42 +83,22 @@ double CpuSeconds(const std::string& pid) {
 // A `tallyctl local` cluster of 3 nodes; `local down` on destruction.
 class Cluster {
  public:
-  Cluster(const std::string& dir, int stripes) : dir_(dir) {
-    std::filesystem::remove_all(dir);
-    g_cluster_dirs.push_back(dir);
-    auto [rc, out] =
-        Run(g_ctl + " local up --nodes 3 --stripes " + std::to_string(stripes) + " --dir " + dir);
-    if (rc != 0) Die("local up", Unavailable(out));
-    std::smatch m;
-    if (!std::regex_search(out, m, std::regex("export TALLY_ENDPOINTS=([^\\n]*)"))) {
-      Die("local up", Malformed("no endpoints in: " + out));
-    }
-    std::stringstream list(m[1].str());
-    for (std::string ep; std::getline(list, ep, ',');) endpoints_.push_back(ep);
-    auto [src, status] = Run(g_ctl + " --output json local status --dir " + dir);
-    std::regex re("\"pid\":\\s*(\\d+)");
-    for (auto it = std::sregex_iterator(status.begin(), status.end(), re);
-         it != std::sregex_iterator(); ++it) {
-      pids_.push_back((*it)[1]);
-    }
+  Cluster(const std::string& dir, int stripes) {
+    auto c = LocalCluster::Up(dir, 3, "--stripes " + std::to_string(stripes));
+    if (!c.ok()) Die("local up", c.status());
+    cluster_ = std::move(*c);
   }
-  ~Cluster() {
-    Run(g_ctl + " local down --dir " + dir_);
-    std::erase(g_cluster_dirs, dir_);
-  }
-  const std::vector<std::string>& endpoints() const { return endpoints_; }
+  const std::vector<std::string>& endpoints() const { return cluster_->endpoints(); }
 
   // CPU seconds of every server process so far.
   double ServerCpu() const {
     double s = 0;
-    for (const auto& p : pids_) s += CpuSeconds(p);
+    for (const auto& p : cluster_->pids()) s += CpuSeconds(p);
     return s;
   }
 
  private:
-  std::string dir_;
-  std::vector<std::string> endpoints_;
-  std::vector<std::string> pids_;
+  std::unique_ptr<LocalCluster> cluster_;
 };
 
 // CPU used by this process and the servers between construction and Add.
@@ -379,15 +333,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "append_bench: counts must be >= 1 and --seconds > 0\n");
     return 2;
   }
-  g_ctl = TallyctlNextToSelf();
   auto want = [&](const char* name) { return only.empty() || only == name; };
   std::vector<BenchResult> results;
   tally::net::TcpTransport transport({.io_threads = 1});
 
-  const bool s1 = want("append_64B_chain3_stripes1") ||
-                  want("append_64B_chain3_stripes1_half_load") ||
-                  want("append_64B_chain3_stripes1_100k") || want("read_64B") ||
-                  want("read_64B_single");
+  const bool s1 =
+      want("append_64B_chain3_stripes1") || want("append_64B_chain3_stripes1_half_load") ||
+      want("append_64B_chain3_stripes1_100k") || want("read_64B") || want("read_64B_single");
   if (s1) {
     Cluster cluster(c.dir + "/s1", 1);
     auto cl = Connect(c, transport, cluster);
@@ -418,7 +370,7 @@ int main(int argc, char** argv) {
     Cluster cluster(c.dir + "/base", 1);
     results.push_back(RunBaseline(c, cluster));
   }
-  DownAll();
+  DownAllClusters();
   std::filesystem::remove_all(c.dir);
   PrintResults(results, json);
   return 0;
