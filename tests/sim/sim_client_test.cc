@@ -408,6 +408,30 @@ std::string ReplayHint(const Plan& plan) {
          "] (replay: TALLY_SIM_SEED=" + std::to_string(plan.seed) + " tests/sim_client_test)";
 }
 
+// Runs `plan` twice and checks what every seed must satisfy: no violation,
+// some progress, and an identical replay. Adds the first run to `total` and
+// its trace to `traces`; returns it.
+Outcome RunAndReplay(const Plan& plan, Outcome& total, std::set<uint64_t>& traces) {
+  Outcome first = ClientRun(plan).Run();
+  EXPECT_TRUE(first.violations.empty())
+      << first.violations.size() << " violations; first: " << first.violations.front();
+  EXPECT_GT(first.acked, 0u) << "no append succeeded";
+  // The same seed replays the same run, event for event.
+  Outcome second = ClientRun(plan).Run();
+  EXPECT_EQ(first.trace, second.trace);
+  EXPECT_TRUE(first == second) << "same seed, different outcome";
+  traces.insert(first.trace);
+  total.acked += first.acked;
+  total.append_failures += first.append_failures;
+  total.reads += first.reads;
+  total.holes += first.holes;
+  total.holes_filled += first.holes_filled;
+  total.chains_completed += first.chains_completed;
+  total.lost_races += first.lost_races;
+  total.layout_refreshes += first.layout_refreshes;
+  return first;
+}
+
 TEST(SimClientTest, InvariantsHoldUnderFaultsAndEachSeedReplaysExactly) {
   if (std::getenv("TALLY_SIM_VERBOSE") == nullptr) spdlog::set_level(spdlog::level::off);
   std::set<uint64_t> traces;
@@ -416,26 +440,11 @@ TEST(SimClientTest, InvariantsHoldUnderFaultsAndEachSeedReplaysExactly) {
   for (uint64_t seed : seeds) {
     const Plan plan = Plan::For(seed);
     SCOPED_TRACE(ReplayHint(plan));
-    Outcome first = ClientRun(plan).Run();
-    EXPECT_TRUE(first.violations.empty())
-        << first.violations.size() << " violations; first: " << first.violations.front();
+    const Outcome first = RunAndReplay(plan, total, traces);
     if (plan.faultless()) {
       EXPECT_EQ(first.append_failures, 0u);
       EXPECT_EQ(first.acked, static_cast<size_t>(kClients * kWritersPerClient * kAppendsPerWriter));
     }
-    EXPECT_GT(first.acked, 0u) << "no append succeeded";
-    // The same seed replays the same run, event for event.
-    Outcome second = ClientRun(plan).Run();
-    EXPECT_EQ(first.trace, second.trace);
-    EXPECT_TRUE(first == second) << "same seed, different outcome";
-    traces.insert(first.trace);
-    total.acked += first.acked;
-    total.append_failures += first.append_failures;
-    total.reads += first.reads;
-    total.holes += first.holes;
-    total.holes_filled += first.holes_filled;
-    total.chains_completed += first.chains_completed;
-    total.lost_races += first.lost_races;
     if (HasFailure()) break;  // one replayable seed is enough to report
   }
   EXPECT_GE(traces.size(), seeds.size() * 95 / 100);
@@ -465,22 +474,11 @@ TEST(SimClientTest, ReconfigurationKeepsEveryAcknowledgedAppend) {
   for (uint64_t seed : seeds) {
     const Plan plan = Plan::Reconfiguration(seed);
     SCOPED_TRACE(ReplayHint(plan));
-    Outcome first = ClientRun(plan).Run();
-    EXPECT_TRUE(first.violations.empty())
-        << first.violations.size() << " violations; first: " << first.violations.front();
-    EXPECT_GT(first.acked, 0u) << "no append succeeded";
-    Outcome second = ClientRun(plan).Run();
-    EXPECT_EQ(first.trace, second.trace);
-    EXPECT_TRUE(first == second) << "same seed, different outcome";
-    traces.insert(first.trace);
-    total.acked += first.acked;
-    total.append_failures += first.append_failures;
-    total.layout_refreshes += first.layout_refreshes;
+    const Outcome first = RunAndReplay(plan, total, traces);
     if (plan.detector) {
       detections.push_back(first.detected_after_nanos);
       EXPECT_GT(first.detected_after_nanos, 0) << "the detectors never reconfigured";
     }
-    total.chains_completed += first.chains_completed;
     if (HasFailure()) break;
   }
   EXPECT_GE(traces.size(), seeds.size() * 95 / 100);
