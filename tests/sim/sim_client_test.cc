@@ -375,6 +375,12 @@ class ClientRun {
       }
     }
     channels.clear();
+    if (plan_.reconfigure) {
+      for (auto& v : cluster_.CheckCommittedLayouts()) out_.violations.push_back(v);
+      if (cluster_.layout().epoch() < 1) {
+        out_.violations.push_back("the crash was never reconfigured away (still epoch 0)");
+      }
+    }
     ++finished_;
   }
 

@@ -1,5 +1,7 @@
 #include "sim_cluster.h"
 
+#include <map>
+
 #include "tally/client/reconfigure.h"
 
 namespace tally::sim {
@@ -160,6 +162,41 @@ Result<proto::Layout> SimCluster::RefreshLayout() {
                                                    std::chrono::milliseconds(100), threads_.get()));
   if (newest.epoch() > layout_.epoch()) layout_ = newest;
   return layout_;
+}
+
+std::vector<std::string> SimCluster::CheckCommittedLayouts() {
+  std::vector<std::string> out;
+  std::map<uint64_t, std::pair<std::string, std::string>> agreed;  // epoch -> (bytes, who)
+  for (int i = 0; i < size(); ++i) {
+    if (nodes_[i].node == nullptr || nodes_[i].node->layout_server() == nullptr) continue;
+    log::LayoutServer& ls = *nodes_[i].node->layout_server();
+    auto latest = ls.latest_committed_epoch();
+    if (!latest) continue;
+    // (layout.committed reads epoch 0 as "the latest", so epoch 0 itself,
+    // the static bootstrap layout here, cannot be asked for by number.)
+    for (uint64_t e = 1; e <= *latest; ++e) {
+      proto::LayoutCommittedRequest req;
+      req.set_epoch(e);
+      auto r = ls.Committed(req);
+      if (!r.ok()) continue;  // this server missed that commit (a minority)
+      if (r->layout().epoch() != e) {
+        out.push_back(NodeName(i) + " holds a layout of epoch " +
+                      std::to_string(r->layout().epoch()) + " as committed for epoch " +
+                      std::to_string(e));
+      }
+      const std::string bytes = r->layout().SerializeAsString();
+      auto [it, fresh] = agreed.emplace(e, std::make_pair(bytes, NodeName(i)));
+      if (!fresh && it->second.first != bytes) {
+        out.push_back("epoch " + std::to_string(e) + " committed differently on " +
+                      it->second.second + " and " + NodeName(i) + ": Paxos agreement broken");
+      }
+    }
+  }
+  if (!agreed.empty() && agreed.rbegin()->first < layout_.epoch()) {
+    out.push_back("the cluster runs epoch " + std::to_string(layout_.epoch()) +
+                  " but no layout server committed it");
+  }
+  return out;
 }
 
 void SimCluster::FailSyncs(int i, int count) {

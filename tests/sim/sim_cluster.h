@@ -84,6 +84,13 @@ class SimCluster {
   // nodes' failure detectors reconfigured). Blocks: call from a SimThread.
   Result<proto::Layout> RefreshLayout();
 
+  // Every committed layout on the layout servers of the nodes that are up,
+  // checked for agreement: one layout per epoch on every server that has
+  // it, epochs only growing (each committed epoch's layout has that epoch,
+  // and no server's latest is below the highest committed on a majority).
+  // Returns one line per violation.
+  std::vector<std::string> CheckCommittedLayouts();
+
   // The next `count` syncs on node `i`'s disk fail (the unit then refuses
   // writes until it restarts).
   void FailSyncs(int i, int count);
