@@ -190,6 +190,74 @@ TEST_F(LocalClusterTest, NodeRemoveFailsOverTheSequencer) {
   EXPECT_NE(stale.out.find("already bootstrapped"), std::string::npos) << stale.out;
 }
 
+// Healing: node 3 is killed and taken out of the layout, appends go on
+// without it, then it is started again and `tallyctl node add 3` copies what
+// it missed from each chain's tail, seals the next epoch, copies the rest
+// and commits the layout with node 3 back at the tail of every chain; every
+// entry, old and new, then reads back from node 3 alone.
+TEST_F(LocalClusterTest, NodeAddBringsARemovedNodeBack) {
+  ASSERT_NO_FATAL_FAILURE(Up());
+  const std::string env =
+      "TALLY_ENDPOINTS=" + endpoints_[0] + "," + endpoints_[1] + "," + endpoints_[2] + " ";
+  std::vector<std::pair<std::string, std::string>> appended;  // address, data
+  auto append = [&](const std::string& data) {
+    auto a = RunCommand(env + kCtl + " append --stream heal " + data + " 2>&1");
+    ASSERT_EQ(a.exit_code, 0) << a.out;
+    appended.emplace_back(a.out.substr(0, a.out.find('\n')), data);
+  };
+  for (const char* data : {"a", "b", "c"}) ASSERT_NO_FATAL_FAILURE(append(data));
+
+  ASSERT_EQ(RunCommand(Local("kill", "3")).exit_code, 0);
+  auto removed = RunCommand(env + kCtl + " -o json node remove 3 2>&1");
+  ASSERT_EQ(removed.exit_code, 0) << removed.out;
+  for (const char* data : {"d", "e", "f"}) ASSERT_NO_FATAL_FAILURE(append(data));
+
+  ASSERT_EQ(RunCommand(Local("start", "3") + " 2>&1").exit_code, 0);
+  auto added = RunCommand(env + kCtl + " -o json node add 3 2>/dev/null");
+  ASSERT_EQ(added.exit_code, 0) << added.out;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(added.out, m, std::regex("\"epoch\":(\\d+)"))) << added.out;
+  const std::string epoch = m[1].str();
+  EXPECT_NE(added.out.find("\"added\":\"" + endpoints_[2] + "\""), std::string::npos) << added.out;
+  // It missed d, e and f (whatever it held from before is skipped).
+  ASSERT_TRUE(std::regex_search(added.out, m, std::regex("\"entries\":(\\d+)"))) << added.out;
+  EXPECT_GE(std::stoi(m[1].str()), 3) << added.out;
+
+  auto layout = RunCommand(env + kCtl + " -o json layout 2>&1");
+  ASSERT_EQ(layout.exit_code, 0) << layout.out;
+  EXPECT_NE(layout.out.find("\"epoch\":\"" + epoch + "\""), std::string::npos) << layout.out;
+  EXPECT_NE(layout.out.find("\"sequencers\":[\"" + endpoints_[0] + "\",\"" + endpoints_[1] +
+                            "\",\"" + endpoints_[2] + "\"]"),
+            std::string::npos)
+      << layout.out;
+  // Three stripes (one per node), each chain ending with node 3.
+  const std::string tail3 = ",\"" + endpoints_[2] + "\"]}";
+  const auto segments = layout.out.substr(0, layout.out.find("layoutServers"));
+  int tails = 0;
+  for (size_t at = segments.find(tail3); at != std::string::npos;
+       at = segments.find(tail3, at + 1)) {
+    ++tails;
+  }
+  EXPECT_EQ(tails, 3) << layout.out;
+
+  // Adding it again changes nothing.
+  auto twice = RunCommand(env + kCtl + " node add 3 2>&1");
+  EXPECT_EQ(twice.exit_code, 0) << twice.out;
+  EXPECT_NE(twice.out.find("already in the layout (epoch " + epoch + ")"), std::string::npos)
+      << twice.out;
+
+  for (const char* data : {"g", "h"}) ASSERT_NO_FATAL_FAILURE(append(data));
+  for (const auto& [address, data] : appended) {
+    auto r = RunCommand(kCtl + " --endpoints " + endpoints_[2] + " --epoch " + epoch +
+                        " unit read " + address + " 2>&1");
+    EXPECT_EQ(r.exit_code, 0) << "address " << address << ": " << r.out;
+    EXPECT_EQ(r.out, data + "\n") << "address " << address;
+  }
+  auto stream = RunCommand(env + kCtl + " stream read heal 2>&1");
+  ASSERT_EQ(stream.exit_code, 0) << stream.out;
+  EXPECT_EQ(stream.out, "0\ta\n1\tb\n2\tc\n3\td\n4\te\n5\tf\n6\tg\n7\th\n");
+}
+
 // Another process on a stopped node's data dir (here a tally-server started
 // by hand): `local start` waits a bounded time for the data dir's lock, then
 // fails naming that process, rather than start a server doomed to fail; and

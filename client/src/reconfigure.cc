@@ -48,6 +48,58 @@ Result<proto::Layout> LayoutWithout(const proto::Layout& current, const std::str
   return next;
 }
 
+Result<proto::Layout> LayoutWith(const proto::Layout& current, const std::string& endpoint) {
+  if (endpoint.empty()) return InvalidArgument("an empty endpoint cannot join the layout");
+  if (current.segments_size() == 0) {
+    return InvalidArgument("the layout of epoch " + std::to_string(current.epoch()) +
+                           " has no segment");
+  }
+  proto::Layout next = current;
+  next.set_epoch(current.epoch() + 1);
+  // The replication target: 3, or fewer when the cluster has fewer nodes.
+  std::vector<std::string> nodes{endpoint};
+  auto note = [&](const std::string& e) {
+    if (std::find(nodes.begin(), nodes.end(), e) == nodes.end()) nodes.push_back(e);
+  };
+  for (const auto& n : current.nodes()) note(n.endpoint());
+  for (const auto& seg : current.segments()) {
+    for (const auto& stripe : seg.stripes()) {
+      for (const auto& u : stripe.log_units()) note(u);
+    }
+  }
+  const int target = static_cast<int>(std::min<size_t>(3, nodes.size()));
+  bool changed = false;
+  auto* seg = next.mutable_segments(next.segments_size() - 1);
+  for (auto& stripe : *seg->mutable_stripes()) {
+    auto* units = stripe.mutable_log_units();
+    if (std::find(units->begin(), units->end(), endpoint) != units->end()) continue;
+    if (units->size() >= target) continue;
+    units->Add(std::string(endpoint));
+    changed = true;
+  }
+  auto* seqs = next.mutable_sequencers();
+  if (std::find(seqs->begin(), seqs->end(), endpoint) == seqs->end()) {
+    seqs->Add(std::string(endpoint));
+    changed = true;
+  }
+  if (!changed) {
+    return NotFound("nothing to add: " + endpoint + " is already in every chain it could join " +
+                    "and a sequencer in the layout of epoch " + std::to_string(current.epoch()));
+  }
+  bool listed = false;
+  uint64_t max_id = 0;
+  for (const auto& n : current.nodes()) {
+    listed |= n.endpoint() == endpoint;
+    max_id = std::max<uint64_t>(max_id, n.id());
+  }
+  if (!listed) {
+    auto* n = next.add_nodes();
+    n->set_id(max_id + 1);
+    n->set_endpoint(endpoint);
+  }
+  return next;
+}
+
 namespace {
 
 std::vector<std::string> UnitsOf(const proto::Layout& layout) {
@@ -63,8 +115,9 @@ std::vector<std::string> UnitsOf(const proto::Layout& layout) {
 }
 
 // Seals `unit` at `epoch`, retrying transient errors until `deadline`.
-Status SealUnit(net::Transport& transport, Threads& threads, Clock* clock, const std::string& unit,
-                uint64_t epoch, std::chrono::milliseconds rpc_timeout, int64_t deadline) {
+Result<proto::SealResponse> SealUnit(net::Transport& transport, Threads& threads, Clock* clock,
+                                     const std::string& unit, uint64_t epoch,
+                                     std::chrono::milliseconds rpc_timeout, int64_t deadline) {
   auto channel = transport.Connect(unit);
   proto::SealRequest req;
   req.set_epoch(epoch);
@@ -72,7 +125,7 @@ Status SealUnit(net::Transport& transport, Threads& threads, Clock* clock, const
   while (true) {
     auto r =
         internal::CallSync<proto::SealResponse>(*channel, "log.seal", req, rpc_timeout, threads);
-    if (r.ok()) return Status::OK();
+    if (r.ok()) return r;
     // A unit already sealed at a later epoch: another reconfiguration won.
     if (!internal::IsTransient(r.status()) || clock->NowNanos() + pause >= deadline) {
       return r.status().WithContext("sealing " + unit + " at epoch " + std::to_string(epoch));
@@ -84,22 +137,32 @@ Status SealUnit(net::Transport& transport, Threads& threads, Clock* clock, const
 
 }  // namespace
 
-Result<proto::Layout> Reconfigure(net::Transport& transport, const proto::Layout& next,
-                                  const ReconfigureOptions& options) {
+Result<std::map<std::string, proto::SealResponse>> SealUnits(net::Transport& transport,
+                                                             const proto::Layout& next,
+                                                             const ReconfigureOptions& options) {
+  TALLY_RETURN_IF_ERROR(Layout::FromProto(next).status());
+  Threads& threads = options.threads != nullptr ? *options.threads : *SystemThreads();
+  Clock* clock = options.clock != nullptr ? options.clock : DefaultEnv().clock;
+  const int64_t deadline =
+      clock->NowNanos() +
+      std::chrono::duration_cast<std::chrono::nanoseconds>(options.seal_deadline).count();
+  std::map<std::string, proto::SealResponse> sealed;
+  for (const auto& unit : UnitsOf(next)) {
+    auto r = SealUnit(transport, threads, clock, unit, next.epoch(), options.rpc_timeout, deadline);
+    if (!r.ok()) return r.status();
+    sealed.emplace(unit, std::move(*r));
+  }
+  return sealed;
+}
+
+Result<proto::Layout> CommitLayout(net::Transport& transport, const proto::Layout& next,
+                                   const ReconfigureOptions& options) {
   TALLY_RETURN_IF_ERROR(Layout::FromProto(next).status());
   if (next.layout_servers_size() == 0) {
     return InvalidArgument("the layout of epoch " + std::to_string(next.epoch()) +
                            " lists no layout servers; reconfiguration needs them");
   }
   Threads& threads = options.threads != nullptr ? *options.threads : *SystemThreads();
-  Clock* clock = options.clock != nullptr ? options.clock : DefaultEnv().clock;
-  const int64_t deadline =
-      clock->NowNanos() +
-      std::chrono::duration_cast<std::chrono::nanoseconds>(options.seal_deadline).count();
-  for (const auto& unit : UnitsOf(next)) {
-    TALLY_RETURN_IF_ERROR(
-        SealUnit(transport, threads, clock, unit, next.epoch(), options.rpc_timeout, deadline));
-  }
   std::vector<std::string> servers(next.layout_servers().begin(), next.layout_servers().end());
   log::LayoutProposer proposer(&transport, servers, options.proposer);
   log::ProposeOptions po;
@@ -108,6 +171,17 @@ Result<proto::Layout> Reconfigure(net::Transport& transport, const proto::Layout
                                              [&](std::function<void(Result<proto::Layout>)> done) {
                                                proposer.ProposeLayout(next, po, std::move(done));
                                              });
+}
+
+Result<proto::Layout> Reconfigure(net::Transport& transport, const proto::Layout& next,
+                                  const ReconfigureOptions& options) {
+  TALLY_RETURN_IF_ERROR(Layout::FromProto(next).status());
+  if (next.layout_servers_size() == 0) {
+    return InvalidArgument("the layout of epoch " + std::to_string(next.epoch()) +
+                           " lists no layout servers; reconfiguration needs them");
+  }
+  TALLY_RETURN_IF_ERROR(SealUnits(transport, next, options).status());
+  return CommitLayout(transport, next, options);
 }
 
 Result<proto::Layout> FetchNewestLayout(net::Transport& transport,

@@ -16,6 +16,7 @@
 #include "rpc.h"
 #include "tally/base/mem_env.h"
 #include "tally/client/log_unit_client.h"
+#include "tally/client/state_transfer.h"
 #include "tally/client/stream_reader.h"
 #include "tally/log/log_unit.h"
 #include "tally/net/inproc_transport.h"
@@ -524,6 +525,128 @@ TEST(ClientStripesTest, TrimReachesEveryUnitOfEveryStripe) {
   auto whole = client->ReadRange(Address(5), Address(10));
   ASSERT_TRUE(whole.ok()) << whole.status().ToString();
   EXPECT_EQ(whole->size(), 5u);
+}
+
+// State transfer (healing): lu3 joins a chain lu0 -> lu1 -> lu2 and is fed
+// from its tail, lu2.
+class StateTransferTest : public ::testing::Test {
+ protected:
+  StateTransferTest() : cluster_(4), transport_(cluster_.Transport("client")) {
+    client_ = MakeClient(cluster_.Options(transport_.get(), cluster_.MakeLayout(1, 3)));
+    healer_ = cluster_.Transport("healer");
+  }
+
+  Result<TransferStats> Copy(uint64_t from, uint64_t to, int* chunks = nullptr) {
+    CopyOptions o;
+    o.chunk_entries = 3;
+    return CopyRange(
+        *healer_, "lu2", "lu3", Address(from), Address(to), 0,
+        [chunks](const TransferStats&) {
+          if (chunks != nullptr) ++*chunks;
+        },
+        o);
+  }
+
+  Cluster cluster_;
+  std::unique_ptr<net::Transport> transport_;
+  std::unique_ptr<Client> client_;
+  std::unique_ptr<net::Transport> healer_;
+};
+
+TEST_F(StateTransferTest, CopiesDataAndHolesAndSkipsWhatIsThere) {
+  ASSERT_EQ(AppendN(*client_, 5).size(), 5u);  // 0..4
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(cluster_.Unit(i).FillHole(Address(5)).ok());
+  ASSERT_EQ(AppendN(*client_, 2, 5).size(), 2u);  // 6, 7
+  // lu3 already holds address 1, as the chain does.
+  auto one = cluster_.Unit(2).Read(Address(1));
+  ASSERT_TRUE(one.ok());
+  ASSERT_TRUE(cluster_.Unit(3).Write(*one).ok());
+
+  int chunks = 0;
+  auto r = Copy(0, 8, &chunks);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->entries, 7u);
+  EXPECT_EQ(r->holes, 1u);
+  EXPECT_EQ(r->skipped, 1u);
+  EXPECT_EQ(r->bytes, 6u * 2);  // "e0".."e6" but e1 was there
+  EXPECT_EQ(r->next, 8u);
+  EXPECT_EQ(r->trim_mark, 0u);
+  EXPECT_GE(chunks, 3);
+  for (uint64_t a = 0; a < 8; ++a) {
+    auto want = cluster_.Unit(2).Read(Address(a));
+    auto got = cluster_.Unit(3).Read(Address(a));
+    ASSERT_TRUE(want.ok() && got.ok()) << "address " << a << ": " << got.status().ToString();
+    EXPECT_EQ(got->type(), want->type()) << a;
+    EXPECT_EQ(got->payload(), want->payload()) << a;
+    ASSERT_EQ(got->streams_size(), want->streams_size()) << a;
+    if (got->type() == proto::DATA) {
+      EXPECT_EQ(got->streams(0).lo(), kA.lo) << a;
+    }
+  }
+  EXPECT_EQ(cluster_.Unit(3).Read(Address(5))->type(), proto::HOLE);
+
+  // Again: nothing left to copy. Then only the delta.
+  auto again = Copy(0, 8);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->entries, 0u);
+  EXPECT_EQ(again->skipped, 8u);
+  ASSERT_EQ(AppendN(*client_, 2, 7).size(), 2u);  // 8, 9
+  auto delta = Copy(8, 10);
+  ASSERT_TRUE(delta.ok()) << delta.status().ToString();
+  EXPECT_EQ(delta->entries, 2u);
+  EXPECT_EQ(cluster_.Unit(3).Read(Address(9))->payload(), "e8");
+}
+
+TEST_F(StateTransferTest, RefusesDivergentDataAndNeverOverwrites) {
+  ASSERT_EQ(AppendN(*client_, 3).size(), 3u);
+  ASSERT_TRUE(cluster_.Unit(3).Write(DataEntry(Address(1), "other")).ok());
+  auto r = Copy(0, 3);
+  ASSERT_EQ(r.status().code(), Code::kFailedPrecondition) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("lu3 holds divergent data at address 1"), std::string::npos)
+      << r.status().ToString();
+  EXPECT_NE(r.status().message().find("wiped"), std::string::npos) << r.status().ToString();
+  EXPECT_EQ(cluster_.Unit(3).Read(Address(1))->payload(), "other");
+  // A hole where the chain has data diverges too.
+  ASSERT_TRUE(cluster_.Unit(3).FillHole(Address(0)).ok());
+  auto hole = CopyRange(*healer_, "lu2", "lu3", Address(0), Address(1), 0);
+  EXPECT_EQ(hole.status().code(), Code::kFailedPrecondition) << hole.status().ToString();
+}
+
+TEST_F(StateTransferTest, SkipsWhatTheSourceTrimmedAndTrimsTheTarget) {
+  ASSERT_EQ(AppendN(*client_, 6).size(), 6u);
+  ASSERT_TRUE(client_->Trim(Address(3)).ok());
+  auto r = Copy(0, 6);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->entries, 3u);
+  EXPECT_EQ(r->trim_mark, 3u);
+  EXPECT_EQ(cluster_.Unit(3).Read(Address(1)).status().code(), Code::kTrimmed);
+  EXPECT_EQ(cluster_.Unit(3).Read(Address(4))->payload(), "e4");
+}
+
+TEST_F(StateTransferTest, CopiesOnlyTheAddressesOfItsStripe) {
+  ASSERT_EQ(AppendN(*client_, 4).size(), 4u);  // lu2 holds 0..3
+  CopyOptions o;
+  o.stripes = 2;
+  o.stripe = 1;
+  auto r = CopyRange(*healer_, "lu2", "lu3", Address(0), Address(4), 0, nullptr, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->entries, 2u);
+  EXPECT_EQ(cluster_.Unit(3).Read(Address(0)).status().code(), Code::kUnwritten);
+  EXPECT_EQ(cluster_.Unit(3).Read(Address(3))->payload(), "e3");
+  o.stripe = 2;
+  EXPECT_EQ(
+      CopyRange(*healer_, "lu2", "lu3", Address(0), Address(4), 0, nullptr, o).status().code(),
+      Code::kInvalidArgument);
+}
+
+TEST_F(StateTransferTest, AtAnOldEpochFailsOnASealedUnit) {
+  ASSERT_EQ(AppendN(*client_, 2).size(), 2u);
+  ASSERT_TRUE(cluster_.Unit(2).Seal(Epoch(1)).ok());
+  auto r = Copy(0, 2);
+  EXPECT_TRUE(internal::IsEpochError(r.status())) << r.status().ToString();
+  auto ok = CopyRange(*healer_, "lu2", "lu3", Address(0), Address(2), 1);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->entries, 2u);
 }
 
 TEST(ClientCreateTest, RefusesMissingTransportAndLayout) {

@@ -2,7 +2,7 @@
 
 // `tallyctl cluster`: administering the cluster's layout through its layout
 // servers (Paxos, docs/layout.md). Subcommands: cluster bootstrap, node
-// remove.
+// remove, node add (healing: state transfer, then the new layout).
 
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -37,10 +37,12 @@ class ClusterAdminCommands {
  private:
   int Bootstrap();
   int RemoveNode();
+  int AddNode();
 
   const Globals& g_;
   CLI::App* bootstrap_ = nullptr;
   CLI::App* node_remove_ = nullptr;
+  CLI::App* node_add_ = nullptr;
   std::string layout_file_;
   std::string node_;
 };

@@ -1,0 +1,56 @@
+#pragma once
+
+// State transfer: copying a chain's entries to a log unit that joins it
+// (healing, docs/layout.md "Bringing a node back"). The copy never
+// overwrites: an address the target already holds must hold the same entry
+// as the source, or the copy stops (the target must be wiped first).
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "tally/base/ids.h"
+#include "tally/base/result.h"
+#include "tally/net/transport.h"
+
+namespace tally::client {
+
+struct TransferStats {
+  uint64_t entries = 0;    // entries written to the target (data and holes)
+  uint64_t holes = 0;      // of which holes
+  uint64_t bytes = 0;      // payload bytes written to the target
+  uint64_t skipped = 0;    // addresses the target already held, identical
+  uint64_t trim_mark = 0;  // the source's trim mark (nothing below it is copied)
+  uint64_t next = 0;       // the copy covered [from, next)
+};
+
+// Called after every chunk with the totals so far.
+using ProgressFn = std::function<void(const TransferStats&)>;
+
+struct CopyOptions {
+  // Entries per log.read_range; halved (down to 1) when an answer is too large.
+  uint32_t chunk_entries = 256;
+  std::chrono::milliseconds rpc_timeout{5000};
+  // Transient errors (timeouts, an overloaded unit) are retried this often.
+  int retries = 5;
+  // Copy only the addresses of one stripe (a % stripes == stripe): a unit in
+  // several chains holds the addresses of all of them.
+  uint32_t stripes = 1;
+  uint32_t stripe = 0;
+};
+
+// Copies every entry `from_unit` holds in [from, to) that `to_unit` lacks,
+// with requests of `epoch` to both: data by log.write_batch, holes by
+// log.fill_hole (write_batch refuses holes). Addresses below the source's
+// trim mark are skipped, and the target is trimmed to that mark so it
+// answers TRIMMED there too. Blocks (must not run on a transport thread).
+// Errors: FailedPrecondition (the target holds a different entry at some
+// address: divergent data, wipe the node before it rejoins), WrongEpoch /
+// Sealed (a unit is sealed above `epoch`), transport errors.
+Result<TransferStats> CopyRange(net::Transport& transport, const std::string& from_unit,
+                                const std::string& to_unit, Address from, Address to,
+                                uint64_t epoch, ProgressFn progress = nullptr,
+                                const CopyOptions& options = {});
+
+}  // namespace tally::client
