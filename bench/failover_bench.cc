@@ -18,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -119,6 +120,81 @@ Trial RunTrial(const std::string& dir, int victim, double warmup_s, double give_
   return trial;
 }
 
+// State transfer: fill the log with `mb` MiB of 4 KiB entries, take node 3
+// out, wipe it, bring it back with `tallyctl node add 3` (which copies every
+// address it lacks from the chains' tails, then seals, copies the delta and
+// commits). Rate = payload bytes copied / wall time of the command. The
+// baseline in the same run: copying node 1's segment files with cp (raw
+// disk, no protocol).
+std::vector<BenchResult> RunStateTransfer(const std::string& dir, int mb) {
+  auto cluster = LocalCluster::Up(dir, 3, "--segment-mb 64");
+  if (!cluster.ok()) {
+    std::fprintf(stderr, "failover_bench: %s\n", cluster.status().ToString().c_str());
+    DownAllClusters();
+    std::exit(1);
+  }
+  net::TcpTransport transport;
+  client::ClientOptions o;
+  o.transport = &transport;
+  o.endpoints = (*cluster)->endpoints();
+  auto c = client::Client::Create(std::move(o));
+  if (!c.ok()) {
+    std::fprintf(stderr, "failover_bench: client: %s\n", c.status().ToString().c_str());
+    DownAllClusters();
+    std::exit(1);
+  }
+  const std::string payload(4096, 's');
+  const uint64_t n = static_cast<uint64_t>(mb) * 256;
+  std::atomic<uint64_t> done{0}, failed{0};
+  for (uint64_t i = 0; i < n; ++i) {
+    while (i - done.load() > 2048) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    (*c)->AppendAsync(payload, {}, [&](tally::Result<tally::Address> r) {
+      if (!r.ok()) failed++;
+      done++;
+    });
+  }
+  while (done.load() < n) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  c->reset();
+  const std::string ctl = TallyctlNextToSelf();
+  const std::string env = "TALLY_ENDPOINTS=" + (*cluster)->EndpointList() + " ";
+  (void)(*cluster)->Kill(3);
+  RunShell(env + ctl + " node remove 3");  // or already out (the failure detector)
+  Status st = (*cluster)->Start(3, /*wipe=*/true);
+  if (!st.ok()) std::fprintf(stderr, "failover_bench: %s\n", st.ToString().c_str());
+  const auto t0 = BenchClock::now();
+  auto [rc, out] = RunShell(env + ctl + " -o json node add 3 2>/dev/null");
+  const double secs = std::chrono::duration<double>(BenchClock::now() - t0).count();
+  double bytes = 0;
+  if (auto pos = out.find("\"bytes\":"); pos != std::string::npos) {
+    bytes = std::stod(out.substr(pos + 8));
+  }
+  if (rc != 0) std::fprintf(stderr, "failover_bench: node add: %s\n", out.c_str());
+  BenchResult r;
+  r.name = "state_transfer_4KiB";
+  r.mb_per_sec = secs > 0 ? bytes / secs / 1e6 : 0;
+  r.extra["bytes"] = bytes;
+  r.extra["seconds"] = secs;
+  r.extra["append_failures"] = static_cast<double>(failed.load());
+  // Baseline: the same bytes as files, copied by cp.
+  const std::string src = (*cluster)->dir() + "/node-1/log";
+  const std::string dst = (*cluster)->dir() + "/cp-baseline";
+  std::filesystem::remove_all(dst);
+  const auto c0 = BenchClock::now();
+  RunShell("cp -r " + src + " " + dst + " && sync -f " + dst);
+  const double csecs = std::chrono::duration<double>(BenchClock::now() - c0).count();
+  double cbytes = 0;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dst)) {
+    if (f.is_regular_file()) cbytes += static_cast<double>(f.file_size());
+  }
+  std::filesystem::remove_all(dst);
+  BenchResult b;
+  b.name = "baseline_cp_segment_files";
+  b.mb_per_sec = csecs > 0 ? cbytes / csecs / 1e6 : 0;
+  b.extra["bytes"] = cbytes;
+  b.extra["seconds"] = csecs;
+  return {r, b};
+}
+
 BenchResult Summarize(const std::string& name, std::vector<Trial> trials) {
   std::vector<double> ms;
   int failed = 0;
@@ -157,7 +233,10 @@ int main(int argc, char** argv) {
   app.add_option("--give-up", give_up, "seconds after the kill to wait for an append")
       ->capture_default_str();
   app.add_option("--dir", dir, "cluster directory (emptied)")->capture_default_str();
-  app.add_option("--only", only, "run one case: log_unit or sequencer");
+  app.add_option("--only", only, "run one case: log_unit, sequencer or state_transfer");
+  int transfer_mb = 256;
+  app.add_option("--transfer-mb", transfer_mb, "MiB in the log before the state transfer")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   LatencyRecorder before;
@@ -177,6 +256,9 @@ int main(int argc, char** argv) {
       }
     }
     results.push_back(Summarize("failover_" + c.name, std::move(ts)));
+  }
+  if (only.empty() || only == "state_transfer") {
+    for (auto& r : RunStateTransfer(dir, transfer_mb)) results.push_back(std::move(r));
   }
   BenchResult base;
   base.name = "baseline_append_64B_before_kill";

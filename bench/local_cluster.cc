@@ -79,4 +79,12 @@ Status LocalCluster::Kill(int node) {
   return Status::OK();
 }
 
+Status LocalCluster::Start(int node, bool wipe) {
+  if (wipe) std::filesystem::remove_all(dir_ + "/node-" + std::to_string(node));
+  auto [rc, out] =
+      RunShell(TallyctlNextToSelf() + " local start " + std::to_string(node) + " --dir " + dir_);
+  if (rc != 0) return Internal("local start " + std::to_string(node) + ": " + out);
+  return Status::OK();
+}
+
 }  // namespace tally::bench

@@ -36,6 +36,9 @@ class LocalCluster {
   std::string EndpointList() const;
   // `local kill NODE` (1-based): SIGKILL, returns once the process is gone.
   Status Kill(int node);
+  // `local start NODE`, after removing its data dir when `wipe`.
+  Status Start(int node, bool wipe);
+  const std::string& dir() const { return dir_; }
 
  private:
   LocalCluster() = default;
