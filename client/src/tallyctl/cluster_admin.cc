@@ -143,26 +143,46 @@ std::string ResolveNode(const proto::Layout& layout, const std::string& node, bo
   return endpoint;
 }
 
+// The newest layout and the node a `node add|remove` names in it.
+struct NodeTarget {
+  proto::Layout current;
+  std::string endpoint;
+  bool known = false;  // the layout's node list names it
+};
+
+Result<NodeTarget> FindNode(net::Transport& transport, const std::vector<std::string>& endpoints,
+                            const std::string& node, std::chrono::milliseconds timeout) {
+  NodeTarget t;
+  TALLY_ASSIGN_OR_RETURN(t.current, NewestLayout(transport, endpoints, timeout));
+  t.endpoint = ResolveNode(t.current, node, &t.known);
+  return t;
+}
+
+// Prints that the layout already is what was asked (`key` is "added" or
+// "removed"; `text` ends the text line); exit 0.
+int NothingToDo(bool json, const std::string& key, const NodeTarget& t, const std::string& text) {
+  if (json) {
+    std::cout << "{\"" << key << "\":\"" << t.endpoint << "\",\"epoch\":" << t.current.epoch()
+              << ",\"already\":true}\n";
+  } else {
+    std::cout << t.endpoint << " is already " << text << " (epoch " << t.current.epoch() << ")\n";
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int ClusterAdminCommands::RemoveNode() {
   net::TcpTransport transport;
   const auto timeout = std::chrono::milliseconds(g_.timeout_ms);
-  auto newest = NewestLayout(transport, g_.EndpointList(), timeout);
-  if (!newest.ok()) return Fail(g_, newest.status());
-  const proto::Layout current = *newest;
-  bool known = false;
-  const std::string endpoint = ResolveNode(current, node_, &known);
+  auto target = FindNode(transport, g_.EndpointList(), node_, timeout);
+  if (!target.ok()) return Fail(g_, target.status());
+  const proto::Layout& current = target->current;
+  const std::string& endpoint = target->endpoint;
   auto next = client::LayoutWithout(current, endpoint);
-  if (!next.ok() && next.status().code() == Code::kNotFound && known) {
+  if (!next.ok() && next.status().code() == Code::kNotFound && target->known) {
     // Already out (e.g. the failure detector removed it): nothing to do.
-    if (g_.json()) {
-      std::cout << "{\"removed\":\"" << endpoint << "\",\"epoch\":" << current.epoch()
-                << ",\"already\":true}\n";
-    } else {
-      std::cout << endpoint << " is already out of the layout (epoch " << current.epoch() << ")\n";
-    }
-    return kExitOk;
+    return NothingToDo(g_.json(), "removed", *target, "out of the layout");
   }
   if (!next.ok()) return Fail(g_, next.status());
   client::ReconfigureOptions ro;
@@ -240,24 +260,17 @@ void AddUp(client::TransferStats* total, const client::TransferStats& s) {
 int ClusterAdminCommands::AddNode() {
   net::TcpTransport transport;
   const auto timeout = std::chrono::milliseconds(g_.timeout_ms);
-  auto newest = NewestLayout(transport, g_.EndpointList(), timeout);
-  if (!newest.ok()) return Fail(g_, newest.status());
-  const proto::Layout current = *newest;
-  bool known = false;
-  const std::string endpoint = ResolveNode(current, node_, &known);
-  if (!known && endpoint.find(':') == std::string::npos) {
+  auto target = FindNode(transport, g_.EndpointList(), node_, timeout);
+  if (!target.ok()) return Fail(g_, target.status());
+  const proto::Layout& current = target->current;
+  const std::string& endpoint = target->endpoint;
+  if (!target->known && endpoint.find(':') == std::string::npos) {
     return Fail(g_, NotFound("the layout of epoch " + std::to_string(current.epoch()) +
                              " lists no node " + node_ + "; name a new node by its HOST:PORT"));
   }
   auto next = client::LayoutWith(current, endpoint);
   if (!next.ok() && next.status().code() == Code::kNotFound) {
-    if (g_.json()) {
-      std::cout << "{\"added\":\"" << endpoint << "\",\"epoch\":" << current.epoch()
-                << ",\"already\":true}\n";
-    } else {
-      std::cout << endpoint << " is already in the layout (epoch " << current.epoch() << ")\n";
-    }
-    return kExitOk;
+    return NothingToDo(g_.json(), "added", *target, "in the layout");
   }
   if (!next.ok()) return Fail(g_, next.status());
 
