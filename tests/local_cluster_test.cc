@@ -196,7 +196,7 @@ TEST_F(LocalClusterTest, NodeRemoveFailsOverTheSequencer) {
 // and commits the layout with node 3 back at the tail of every chain; every
 // entry, old and new, then reads back from node 3 alone.
 TEST_F(LocalClusterTest, NodeAddBringsARemovedNodeBack) {
-  ASSERT_NO_FATAL_FAILURE(Up());
+  ASSERT_NO_FATAL_FAILURE(Up(3, "--no-heal"));
   const std::string env =
       "TALLY_ENDPOINTS=" + endpoints_[0] + "," + endpoints_[1] + "," + endpoints_[2] + " ";
   std::vector<std::pair<std::string, std::string>> appended;  // address, data
@@ -256,6 +256,52 @@ TEST_F(LocalClusterTest, NodeAddBringsARemovedNodeBack) {
   auto stream = RunCommand(env + kCtl + " stream read heal 2>&1");
   ASSERT_EQ(stream.exit_code, 0) << stream.out;
   EXPECT_EQ(stream.out, "0\ta\n1\tb\n2\tc\n3\td\n4\te\n5\tf\n6\tg\n7\th\n");
+}
+
+// A node that returns holding an entry the chains never acknowledged (here
+// written straight to its log unit while it was out) is refused by `node
+// add`, which says to wipe it; `node add --wipe` wipes it (log.reset) and
+// copies the chains afresh, and the entry is gone.
+TEST_F(LocalClusterTest, NodeAddWipesADivergentNodeOnlyWhenAsked) {
+  ASSERT_NO_FATAL_FAILURE(Up(3, "--no-heal"));
+  const std::string env =
+      "TALLY_ENDPOINTS=" + endpoints_[0] + "," + endpoints_[1] + "," + endpoints_[2] + " ";
+  for (const char* data : {"a", "b", "c"}) {
+    ASSERT_EQ(RunCommand(env + kCtl + " append --stream w " + data + " 2>&1").exit_code, 0);
+  }
+  ASSERT_EQ(RunCommand(Local("kill", "3")).exit_code, 0);
+  ASSERT_EQ(RunCommand(env + kCtl + " node remove 3 2>&1").exit_code, 0);
+  ASSERT_EQ(RunCommand(env + kCtl + " append --stream w d 2>&1").exit_code, 0);
+  ASSERT_EQ(RunCommand(Local("start", "3") + " 2>&1").exit_code, 0);
+  const std::string unit3 = kCtl + " --endpoints " + endpoints_[2] + " --epoch 1 unit ";
+  auto bogus = RunCommand(unit3 + "write 40 bogus 2>&1");
+  ASSERT_EQ(bogus.exit_code, 0) << bogus.out;
+
+  auto refused = RunCommand(env + kCtl + " node add 3 2>&1");
+  EXPECT_EQ(refused.exit_code, 1) << refused.out;
+  EXPECT_NE(refused.out.find("divergent data at address 40"), std::string::npos) << refused.out;
+  EXPECT_NE(refused.out.find("--wipe"), std::string::npos) << refused.out;
+  EXPECT_EQ(RunCommand(unit3 + "read 40 2>&1").out, "bogus\n") << "a refused add wipes nothing";
+
+  auto added = RunCommand(env + kCtl + " -o json node add 3 --wipe 2>/dev/null");
+  ASSERT_EQ(added.exit_code, 0) << added.out;
+  EXPECT_NE(added.out.find("\"wiped\":true"), std::string::npos) << added.out;
+  auto gone = RunCommand(unit3 + "read 40 2>&1");
+  EXPECT_NE(gone.exit_code, 0) << gone.out;
+  auto stream = RunCommand(env + kCtl + " stream read w 2>&1");
+  ASSERT_EQ(stream.exit_code, 0) << stream.out;
+  EXPECT_EQ(stream.out, "0\ta\n1\tb\n2\tc\n3\td\n");
+  auto layout = RunCommand(env + kCtl + " -o json layout 2>&1");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(layout.out, m, std::regex("\"epoch\":\"(\\d+)\""))) << layout.out;
+  for (const char* address : {"0", "1", "2", "3"}) {
+    auto r = RunCommand(kCtl + " --endpoints " + endpoints_[2] + " --epoch " + m[1].str() +
+                        " unit read " + address + " 2>&1");
+    EXPECT_EQ(r.exit_code, 0) << "address " << address << ": " << r.out;
+  }
+  auto refuse_reset = RunCommand(unit3 + "reset 2>&1");
+  EXPECT_EQ(refuse_reset.exit_code, 2) << refuse_reset.out;
+  EXPECT_NE(refuse_reset.out.find("--yes"), std::string::npos) << refuse_reset.out;
 }
 
 // Another process on a stopped node's data dir (here a tally-server started

@@ -71,6 +71,12 @@ Result<proto::SealResponse> LogUnitClient::Seal(Epoch epoch) {
   return Call<proto::SealResponse>("log.seal", req);
 }
 
+Result<proto::ResetResponse> LogUnitClient::Reset() {
+  proto::ResetRequest req;
+  req.set_epoch(epoch_.value());
+  return Call<proto::ResetResponse>("log.reset", req);
+}
+
 Result<proto::TailResponse> LogUnitClient::Tail() {
   proto::TailRequest req;
   req.set_epoch(epoch_.value());

@@ -115,6 +115,39 @@ void LogUnit::Impl::Seal(proto::SealRequest req, TypedResponder<proto::SealRespo
   });
 }
 
+void LogUnit::Impl::Reset(proto::ResetRequest req, TypedResponder<proto::ResetResponse> out) {
+  OffloadIo([this, req = std::move(req), out = std::move(out)]() mutable {
+    // Exclusive for the whole wipe: writes admitted before are durable and
+    // wiped with the rest; writes arriving meanwhile wait and then meet the
+    // new epoch, so no older write lands in the emptied store.
+    std::unique_lock lock(seal_mu);
+    Status st = CheckEpoch(req.epoch());
+    if (!st.ok()) {
+      out.Fail(std::move(st));
+      return;
+    }
+    store->Flush();
+    const StoreStats before = store->Stats();
+    auto r = store->Wipe(Epoch(req.epoch()));
+    // Raised even by a wipe that failed after recording its marker.
+    sealed_epoch.store(store->sealed_epoch().value(), std::memory_order_release);
+    if (!r.ok()) {
+      out.Fail(r.status().WithContext("reset at epoch " + std::to_string(req.epoch())));
+      return;
+    }
+    proto::ResetResponse resp;
+    resp.set_sealed_epoch(store->sealed_epoch().value());
+    resp.set_entries_dropped(before.entries);
+    resp.set_bytes_dropped(before.bytes);
+    spdlog::warn(
+        "log unit reset at epoch {}: dropped {} entries ({} bytes, local tail was {}, trim mark "
+        "{}); now empty and sealed at epoch {}",
+        req.epoch(), before.entries, before.bytes, before.local_tail, before.trim_mark,
+        resp.sealed_epoch());
+    out.Ok(resp);
+  });
+}
+
 Result<std::unique_ptr<LogUnit>> LogUnit::Open(LogUnitOptions options, RecoveryReport* report) {
   TALLY_ASSIGN_OR_RETURN(auto store, SegmentStore::Open(options.store, report));
   SegmentStore* raw = store.get();
@@ -145,6 +178,9 @@ void LogUnit::Register(net::ServiceRegistry& registry) {
       [im](auto req, auto out) { im->FillHole(std::move(req), std::move(out)); });
   net::RegisterTyped<proto::SealRequest, proto::SealResponse>(
       registry, "log.seal", [im](auto req, auto out) { im->Seal(std::move(req), std::move(out)); });
+  net::RegisterTyped<proto::ResetRequest, proto::ResetResponse>(
+      registry, "log.reset",
+      [im](auto req, auto out) { im->Reset(std::move(req), std::move(out)); });
   RegisterReadHandlers(registry, im);
 }
 

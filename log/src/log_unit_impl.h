@@ -21,9 +21,10 @@ struct LogUnit::Impl {
   std::unique_ptr<SegmentStore> store;
   std::unique_ptr<asio::thread_pool> pool;  // null when options.io_threads == 0
   // Writers hold it shared from the epoch check until their records are
-  // submitted; a seal holds it exclusively while it raises the epoch. So no
-  // write of an older epoch is admitted after a seal, and the seal's Flush
-  // covers every write admitted before it.
+  // submitted; a seal holds it exclusively while it raises the epoch, a
+  // reset for its whole wipe. So no write of an older epoch is admitted
+  // after a seal, the seal's Flush covers every write admitted before it,
+  // and no write is admitted while a reset wipes the store.
   std::shared_mutex seal_mu;
   std::atomic<uint64_t> sealed_epoch{0};
 
@@ -59,6 +60,7 @@ struct LogUnit::Impl {
   void Write(proto::WriteRequest req, TypedResponder<proto::WriteResponse> out);
   void FillHole(proto::FillHoleRequest req, TypedResponder<proto::FillHoleResponse> out);
   void Seal(proto::SealRequest req, TypedResponder<proto::SealResponse> out);
+  void Reset(proto::ResetRequest req, TypedResponder<proto::ResetResponse> out);
 };
 
 // Registers log.read, log.read_range, log.tail, log.trim,

@@ -5,6 +5,7 @@
 #include <rocksdb/write_batch.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 #include <exception>
 
@@ -17,6 +18,7 @@ namespace {
 constexpr std::string_view kFormatKey = "meta/format";
 constexpr std::string_view kSealedEpochKey = "meta/sealed_epoch";
 constexpr std::string_view kTrimMarkKey = "meta/trim_mark";
+constexpr std::string_view kWipeKey = "meta/wipe";
 constexpr std::string_view kSegmentPrefix = "seg/";
 constexpr uint32_t kMetadataFormat = 1;
 constexpr uint32_t kSegmentIndexMagic = 0x31495354;  // "TSI1"
@@ -153,7 +155,9 @@ Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::string& pa
   TALLY_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(options, path, &raw), "open " + path));
   std::unique_ptr<MetadataStore> store(new MetadataStore(std::unique_ptr<rocksdb::DB>(raw)));
 
-  auto get_u64 = [&](std::string_view key, uint64_t* out) -> Status {
+  // Leaves *out unchanged (and *found false) when the key is absent.
+  auto get_u64 = [&](std::string_view key, uint64_t* out, bool* found = nullptr) -> Status {
+    if (found != nullptr) *found = false;
     std::string v;
     rocksdb::Status s = store->db_->Get(rocksdb::ReadOptions(), key, &v);
     if (s.IsNotFound()) return Status::OK();
@@ -162,6 +166,7 @@ Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::string& pa
       return Corruption(fmt::format("metadata key {} holds {} bytes, expected 8", key, v.size()));
     }
     std::memcpy(out, v.data(), 8);
+    if (found != nullptr) *found = true;
     return Status::OK();
   };
   uint64_t format = 0;
@@ -174,6 +179,7 @@ Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::string& pa
   }
   TALLY_RETURN_IF_ERROR(get_u64(kSealedEpochKey, &store->sealed_epoch_));
   TALLY_RETURN_IF_ERROR(get_u64(kTrimMarkKey, &store->trim_mark_));
+  TALLY_RETURN_IF_ERROR(get_u64(kWipeKey, &store->wipe_epoch_, &store->wipe_pending_));
   return store;
 }
 
@@ -194,6 +200,43 @@ Status MetadataStore::PutSealedEpoch(uint64_t epoch) {
 Status MetadataStore::PutTrimMark(uint64_t mark) {
   TALLY_RETURN_IF_ERROR(PutU64(kTrimMarkKey, mark));
   trim_mark_ = mark;
+  return Status::OK();
+}
+
+Status MetadataStore::BeginWipe(uint64_t epoch) {
+  const uint64_t sealed = std::max(sealed_epoch_, epoch);
+  char b[8];
+  rocksdb::WriteBatch batch;
+  std::memcpy(b, &epoch, 8);
+  batch.Put(kWipeKey, rocksdb::Slice(b, 8));
+  // In the marker's batch: once the wipe is bound to happen (the marker is
+  // durable), so is the epoch it fences older writers with.
+  std::memcpy(b, &sealed, 8);
+  batch.Put(kSealedEpochKey, rocksdb::Slice(b, 8));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  TALLY_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), fmt::format("write {}", kWipeKey)));
+  sealed_epoch_ = sealed;
+  wipe_pending_ = true;
+  wipe_epoch_ = epoch;
+  return Status::OK();
+}
+
+Status MetadataStore::FinishWipe() {
+  TALLY_ASSIGN_OR_RETURN(std::vector<uint32_t> ids, ListSegmentIndexes());
+  // One batch: the indexes, the trim mark and the marker go together, so a
+  // crash leaves either all of them (and the wipe is redone) or none.
+  rocksdb::WriteBatch batch;
+  for (uint32_t id : ids) batch.Delete(SegmentKey(id));
+  batch.Delete(kTrimMarkKey);
+  batch.Delete(kWipeKey);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  TALLY_RETURN_IF_ERROR(
+      FromRocks(db_->Write(wo, &batch), fmt::format("clear segment indexes and {}", kWipeKey)));
+  trim_mark_ = 0;
+  wipe_pending_ = false;
+  wipe_epoch_ = 0;
   return Status::OK();
 }
 

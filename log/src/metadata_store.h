@@ -6,6 +6,8 @@
 //   meta/format              u32 metadata format version (1)
 //   meta/sealed_epoch        u64 (written with sync)
 //   meta/trim_mark           u64 (written with sync)
+//   meta/wipe                u64: a wipe (at that epoch) is in progress; see
+//                            SegmentStore::Wipe (written with sync)
 //   seg/<20-digit id>        the index of a closed segment (SegmentIndexData)
 //
 // Integers are little-endian. Thread-safe (RocksDB is).
@@ -51,10 +53,21 @@ class MetadataStore {
 
   uint64_t sealed_epoch() const { return sealed_epoch_; }
   uint64_t trim_mark() const { return trim_mark_; }
+  // True while a wipe is recorded as begun and not finished.
+  bool wipe_pending() const { return wipe_pending_; }
+  uint64_t wipe_epoch() const { return wipe_epoch_; }
 
   // Durable (synced) before returning. Callers serialize these. Errors: IoError.
   Status PutSealedEpoch(uint64_t epoch);
   Status PutTrimMark(uint64_t mark);
+
+  // A wipe in two atomic, synced steps (SegmentStore::Wipe). BeginWipe
+  // records the marker and raises the sealed epoch to `epoch` if below it;
+  // FinishWipe deletes every segment index, the trim mark and the marker in
+  // one batch. The caller deletes the segment files, durably, in between.
+  // Errors: IoError.
+  Status BeginWipe(uint64_t epoch);
+  Status FinishWipe();
 
   // Not synced: a lost segment index only means that segment is scanned at
   // the next start. Errors: IoError.
@@ -73,6 +86,8 @@ class MetadataStore {
   std::unique_ptr<rocksdb::DB> db_;
   uint64_t sealed_epoch_ = 0;
   uint64_t trim_mark_ = 0;
+  bool wipe_pending_ = false;
+  uint64_t wipe_epoch_ = 0;
 };
 
 }  // namespace tally::log

@@ -17,10 +17,7 @@
 
 namespace tally::log {
 
-namespace {
-
-// Parses "seg-<20 digits>.log"; false for anything else.
-bool ParseSegmentName(const std::string& name, uint64_t* id) {
+bool ParseSegmentFileName(const std::string& name, uint64_t* id) {
   constexpr size_t kDigits = 20;
   if (name.size() != 4 + kDigits + 4 || name.compare(0, 4, "seg-") != 0 ||
       name.compare(4 + kDigits, 4, ".log") != 0) {
@@ -34,6 +31,8 @@ bool ParseSegmentName(const std::string& name, uint64_t* id) {
   *id = v;
   return true;
 }
+
+namespace {
 
 constexpr size_t kNotFound = ~size_t{0};
 
@@ -58,6 +57,12 @@ size_t FindNextRecord(std::span<const char> data, size_t from) {
 
 Status SegmentStoreImpl::Recover(RecoveryReport* report) {
   *report = RecoveryReport{};
+  // First, so that no entry of a store whose wipe began is ever served.
+  if (meta_->wipe_pending()) {
+    spdlog::warn("log store {}: a wipe (log.reset at epoch {}) was interrupted; finishing it",
+                 options_.dir, meta_->wipe_epoch());
+    TALLY_RETURN_IF_ERROR(EraseSegmentData());
+  }
   trim_mark_ = meta_->trim_mark();
   sealed_epoch_.store(meta_->sealed_epoch());
 
@@ -65,7 +70,7 @@ Status SegmentStoreImpl::Recover(RecoveryReport* report) {
   std::vector<uint32_t> ids;
   for (const std::string& name : names) {
     uint64_t id = 0;
-    if (!ParseSegmentName(name, &id)) continue;
+    if (!ParseSegmentFileName(name, &id)) continue;
     if (id == 0 || id > UINT32_MAX) {
       return Corruption(fmt::format("segment file {} in {} has an id outside 1..{}", name,
                                     options_.dir, UINT32_MAX));

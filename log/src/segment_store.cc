@@ -1,6 +1,6 @@
 // SegmentStore: opening, submission (write-once decided here), reads, seal
 // and trim. The writer thread lives in segment_writer.cc, recovery in
-// segment_recovery.cc.
+// segment_recovery.cc, wiping in segment_wipe.cc.
 
 #include "tally/log/segment_store.h"
 
@@ -157,6 +157,11 @@ void SegmentStoreImpl::AdmitLocked(PendingAppend& p) {
     if (!p.statuses[i].ok()) continue;
     const Record& r = p.records[i];
     const uint64_t a = r.address.value();
+    if (wiping_) {
+      p.statuses[i] = Unavailable(fmt::format(
+          "address {} not written: the store is being wiped (log.reset); retry after it", a));
+      continue;
+    }
     if (!broken_.ok()) {
       p.statuses[i] = IoError(fmt::format(
           "address {} not written: the store stopped accepting writes after an I/O error "

@@ -3,15 +3,16 @@
 // Private: the SegmentStore implementation. Responsibilities are split by
 // file: segment_store.cc (open, submission, reads, seal, trim),
 // segment_writer.cc (group commit, rolling, publishing: on the writer thread,
-// or on the caller's thread with inline_writes)
-// and segment_recovery.cc (loading indexes and scanning segments at open).
+// or on the caller's thread with inline_writes),
+// segment_recovery.cc (loading indexes and scanning segments at open) and
+// segment_wipe.cc (Wipe, and finishing an interrupted one at open).
 //
 // Locking: mu_ guards the address index, the segment table, the queue and
 // the trim mark; bitmap_mu_ guards the address and stream bitmaps; the open
 // segment's own index (open_index_) and the serialization buffer belong to
 // the writer thread (with inline_writes: to whoever holds inline_mu_).
-// Lock order: inline_mu_ -> trim_mu_ -> mu_ -> bitmap_mu_ (inline_mu_ is
-// never held together with trim_mu_ today; the order is for the future).
+// Lock order: inline_mu_ -> trim_mu_ -> seal_mu_ -> mu_ -> bitmap_mu_ (only
+// Wipe holds the first three together).
 
 #include <atomic>
 #include <condition_variable>
@@ -72,6 +73,8 @@ struct PendingAppend {
 };
 
 std::string SegmentFileName(uint32_t id);
+// Parses "seg-<20 digits>.log" into its id; false for any other name.
+bool ParseSegmentFileName(const std::string& name, uint64_t* id);
 
 class SegmentStoreImpl final : public SegmentStore {
  public:
@@ -94,6 +97,7 @@ class SegmentStoreImpl final : public SegmentStore {
   void Flush() override;
   Status Trim(Address mark) override;
   StoreStats Stats() override;
+  Result<StoreStats> Wipe(Epoch epoch) override;
 
  private:
   // segment_store.cc
@@ -136,6 +140,16 @@ class SegmentStoreImpl final : public SegmentStore {
   void AddRecovered(Segment* seg, const IndexEntry& e);
   Status CreateSegment(uint32_t id, std::shared_ptr<Segment>* out);
 
+  // segment_wipe.cc
+  // Deletes every segment file in the directory (durably: the directory is
+  // synced), then every segment index, the trim mark and the wipe marker
+  // (MetadataStore::FinishWipe). Requires the marker to be durable already
+  // and nothing to write segment files or indexes meanwhile (Wipe quiesces
+  // the store; Recover runs before Start).
+  Status EraseSegmentData();
+  // Wipe after the marker is durable: forget, erase, start a new segment.
+  Status WipeMarked();
+
   const SegmentStoreOptions options_;
   FileSystem* const fs_;
   std::unique_ptr<MetadataStore> meta_;
@@ -151,7 +165,8 @@ class SegmentStoreImpl final : public SegmentStore {
   uint64_t durable_entries_ = 0;                           // GUARDED_BY(mu_)
   uint64_t trim_mark_ = 0;                                 // GUARDED_BY(mu_)
   Status broken_;                                          // GUARDED_BY(mu_)
-  bool stopping_ = false;                                  // GUARDED_BY(mu_)
+  bool wiping_ = false;    // Wipe in progress: refuse appends  // GUARDED_BY(mu_)
+  bool stopping_ = false;  // GUARDED_BY(mu_)
 
   std::mutex bitmap_mu_;
   Roaring64Map written_;  // GUARDED_BY(bitmap_mu_)
@@ -163,7 +178,7 @@ class SegmentStoreImpl final : public SegmentStore {
   std::atomic<uint64_t> completed_seq_{0};
 
   std::mutex trim_mu_;  // serializes Trim
-  std::mutex seal_mu_;  // serializes SetSealedEpoch
+  std::mutex seal_mu_;  // serializes SetSealedEpoch and Wipe
   std::atomic<uint64_t> sealed_epoch_{0};
 
   // Writer thread only (inline_writes: under inline_mu_).

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <set>
 
+#include "tally/client/node_add.h"
 #include "tally/client/reconfigure.h"
 #include "tally/net/typed.h"
 
@@ -39,6 +40,9 @@ FailureDetector::FailureDetector(std::string self, NodeId self_id, proto::Layout
 FailureDetector::~FailureDetector() {
   stopping_ = true;
   if (thread_ != nullptr) thread_->Join();
+  // A healing in progress runs to its end (it holds no lock and each of its
+  // RPCs is bounded by heal_rpc_timeout).
+  if (healer_ != nullptr) healer_->Join();
 }
 
 void FailureDetector::Start() {
@@ -107,6 +111,88 @@ bool FailureDetector::IsDecisionMaker(const proto::Layout& layout) {
   return false;
 }
 
+std::set<std::string> FailureDetector::Removed(const proto::Layout& layout) const {
+  std::set<std::string> out;
+  for (const auto& n : layout.nodes()) {
+    if (client::InAnyChain(layout, n.endpoint())) continue;
+    if (!client::LayoutWith(layout, n.endpoint()).ok()) continue;  // no chain it could join
+    out.insert(n.endpoint());
+  }
+  return out;
+}
+
+void FailureDetector::Heal(proto::Layout layout, std::string endpoint) {
+  spdlog::info("node {}: {} answers again; bringing it back (state transfer from epoch {})",
+               self_id_.value(), endpoint, layout.epoch());
+  client::AddNodeOptions ao;
+  ao.rpc_timeout = options_.heal_rpc_timeout;
+  ao.proposer = self_id_;
+  ao.wipe_divergent = true;
+  ao.copy.chunk_entries = 1024;
+  ao.threads = threads_;
+  ao.clock = clock_;
+  const uint64_t self = self_id_.value();
+  ao.progress = [self, endpoint](int stripe, const char* phase, const std::string& source,
+                                 const client::TransferStats& s, bool done) {
+    if (!done) return;
+    spdlog::info(
+        "node {}: healing {}: stripe {} {} from {}: {} entries ({} bytes) copied, {} "
+        "already there",
+        self, endpoint, stripe, phase, source, s.entries, s.bytes, s.skipped);
+  };
+  auto added = client::AddNode(*transport_, layout, endpoint, ao);
+  if (added.ok()) {
+    spdlog::info("node {}: {} is back: epoch {} committed{}", self_id_.value(), endpoint,
+                 added->committed.epoch(),
+                 added->wiped ? " (it held divergent data and was wiped first: " +
+                                    std::to_string(added->dropped_entries) + " entries dropped)"
+                              : "");
+  } else {
+    spdlog::warn("node {}: bringing {} back failed: {}", self_id_.value(), endpoint,
+                 added.status().ToString());
+  }
+  healed_endpoint_ = endpoint;
+  healed_ok_ = added.ok();
+  healing_.store(false, std::memory_order_release);
+}
+
+void FailureDetector::MaybeHeal(const proto::Layout& layout, const std::set<std::string>& removed,
+                                const std::map<std::string, std::pair<bool, int64_t>>& answers) {
+  const int64_t now = clock_->NowNanos();
+  if (healer_ != nullptr && !healing_.load(std::memory_order_acquire)) {
+    healer_->Join();
+    healer_.reset();
+    auto it = returning_.find(healed_endpoint_);
+    if (healed_ok_) {
+      if (it != returning_.end()) returning_.erase(it);
+    } else if (it != returning_.end()) {
+      Returning& r = it->second;
+      const int64_t max = std::chrono::nanoseconds(options_.heal_backoff_max).count();
+      r.backoff =
+          std::min(max, r.backoff == 0 ? std::chrono::nanoseconds(options_.heal_backoff).count()
+                                       : 2 * r.backoff);
+      r.not_before = now + r.backoff;
+      r.answers = 0;
+    }
+  }
+  for (auto it = returning_.begin(); it != returning_.end();) {
+    it = removed.count(it->first) == 0 ? returning_.erase(it) : std::next(it);
+  }
+  for (const auto& endpoint : removed) {
+    auto a = answers.find(endpoint);
+    Returning& r = returning_[endpoint];
+    r.answers = a != answers.end() && a->second.first ? r.answers + 1 : 0;
+  }
+  if (!options_.heal || healer_ != nullptr || !IsDecisionMaker(layout)) return;
+  for (const auto& [endpoint, r] : returning_) {
+    if (r.answers < options_.heal_after || now < r.not_before) continue;
+    healing_.store(true, std::memory_order_release);
+    healer_ =
+        threads_->Start("heal-" + endpoint, [this, layout, endpoint] { Heal(layout, endpoint); });
+    return;
+  }
+}
+
 void FailureDetector::Round(proto::Layout& layout) {
   std::vector<std::string> servers(layout.layout_servers().begin(), layout.layout_servers().end());
   auto newest = client::FetchNewestLayout(*transport_, servers, options_.ping_timeout, threads_);
@@ -125,16 +211,29 @@ void FailureDetector::Round(proto::Layout& layout) {
   for (const auto& s : layout.sequencers()) watch.insert(s);
   for (const auto& s : layout.layout_servers()) watch.insert(s);
   watch.erase(self_);
+  // Removed nodes are pinged too: healing starts when one answers again.
+  const std::set<std::string> removed = Removed(layout);
+  std::set<std::string> ping = watch;
+  ping.insert(removed.begin(), removed.end());
+  ping.erase(self_);
   const int64_t min_timeout = std::chrono::nanoseconds(options_.min_timeout).count();
   const int64_t now = clock_->NowNanos();
-  for (const auto& [peer, result] : PingAll(watch)) {
+  const auto answers = PingAll(ping);
+  std::map<std::string, std::pair<bool, int64_t>> removed_answers;
+  if (removed.count(self_) != 0) removed_answers[self_] = {true, 0};  // we answer ourselves
+  for (const auto& [peer, result] : answers) {
+    if (removed.count(peer) != 0) removed_answers[peer] = result;
+    if (watch.count(peer) == 0) continue;
     if (result.first) {
       peers_[peer].Success(now, result.second);
     } else {
       peers_[peer].Failure(now);
     }
   }
-  if (!IsDecisionMaker(layout)) return;
+  if (!IsDecisionMaker(layout)) {
+    MaybeHeal(layout, removed, removed_answers);
+    return;
+  }
   for (const auto& peer : watch) {
     if (!peers_[peer].Suspected(clock_->NowNanos(), options_.misses, min_timeout)) continue;
     auto next = client::LayoutWithout(layout, peer);
@@ -159,6 +258,7 @@ void FailureDetector::Round(proto::Layout& layout) {
     }
     return;  // one change per round; judge again in the new epoch
   }
+  MaybeHeal(layout, removed, removed_answers);
 }
 
 void FailureDetector::Loop() {

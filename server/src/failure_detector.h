@@ -14,6 +14,13 @@
 // runs client::Reconfigure with the layout without the suspect; Paxos makes
 // concurrent decision makers (e.g. across a partition) agree on one layout
 // per epoch.
+//
+// Healing: the detector also pings the nodes the layout lists but no chain
+// holds (removed ones). When one answers `heal_after` rounds in a row, the
+// decision maker brings it back with client::AddNode (state transfer, seal,
+// Paxos) on a thread of its own, so detection goes on meanwhile; a node
+// holding divergent data is wiped first (it is in no chain). A failed
+// attempt is retried after a backoff that doubles up to `heal_backoff_max`.
 
 #include <atomic>
 #include <chrono>
@@ -35,6 +42,13 @@ struct FailureDetectorOptions {
   std::chrono::milliseconds ping_timeout{150};
   std::chrono::milliseconds min_timeout{200};
   int misses = 3;
+  // Bring removed nodes back when they answer again (see above).
+  bool heal = true;
+  int heal_after = 3;
+  std::chrono::milliseconds heal_backoff{1000};
+  std::chrono::milliseconds heal_backoff_max{30000};
+  // Per RPC of a healing's state transfer, seal and Paxos.
+  std::chrono::milliseconds heal_rpc_timeout{5000};
   Threads* threads = nullptr;  // nullptr: SystemThreads()
   Clock* clock = nullptr;      // nullptr: the real clock
 };
@@ -76,6 +90,20 @@ class FailureDetector {
   // Pings every peer at once: peer -> (answered, round-trip nanos).
   std::map<std::string, std::pair<bool, int64_t>> PingAll(const std::set<std::string>& peers);
   bool IsDecisionMaker(const proto::Layout& layout);
+  // Nodes the layout lists that no chain holds and that could join one.
+  std::set<std::string> Removed(const proto::Layout& layout) const;
+  // Starts healing a removed node that answered often enough, if none is
+  // running; joins a finished one.
+  void MaybeHeal(const proto::Layout& layout, const std::set<std::string>& removed,
+                 const std::map<std::string, std::pair<bool, int64_t>>& answers);
+  void Heal(proto::Layout layout, std::string endpoint);
+
+  // A removed node's answers, and when it may be healed again.
+  struct Returning {
+    int answers = 0;         // consecutive rounds it answered
+    int64_t not_before = 0;  // clock nanos: no attempt before
+    int64_t backoff = 0;     // nanos: the next failure's pause
+  };
 
   const std::string self_;
   const NodeId self_id_;
@@ -84,7 +112,14 @@ class FailureDetector {
   const FailureDetectorOptions options_;
   Threads* const threads_;
   Clock* const clock_;
-  std::map<std::string, PeerHealth> peers_;  // detector thread only
+  std::map<std::string, PeerHealth> peers_;     // detector thread only
+  std::map<std::string, Returning> returning_;  // detector thread only
+  // The healing thread, if one was started (joined by the detector thread).
+  std::unique_ptr<ThreadHandle> healer_;
+  std::atomic<bool> healing_{false};
+  // Set by the healing thread before healing_ drops: whether it succeeded.
+  std::string healed_endpoint_;
+  bool healed_ok_ = false;
   std::atomic<bool> stopping_{false};
   std::unique_ptr<ThreadHandle> thread_;
 };

@@ -37,12 +37,17 @@ int main(int argc, char** argv) {
   app.add_option("--layout", layout_file,
                  "the cluster layout, a JSON tally.proto.Layout (required for the sequencer role)");
   app.add_option("--net-threads", options.net_threads, "network threads")->capture_default_str();
+  bool no_heal = false;
+  app.add_flag("--no-heal", no_heal,
+               "with the layout role: do not bring removed nodes back by themselves when they "
+               "answer again (then only `tallyctl node add` does)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   options.id = tally::NodeId(node_id);
   options.segment_bytes = segment_mb << 20;
+  options.heal = !no_heal;
   auto parsed_roles = tally::server::ParseRoles(roles);
   if (!parsed_roles.ok()) {
     std::cerr << "tally-server: " << parsed_roles.status().message() << "\n";

@@ -111,6 +111,7 @@ Result<std::unique_ptr<Node>> Node::Start(NodeOptions options, net::Transport* t
     FailureDetectorOptions fo;
     fo.threads = o.threads;
     fo.clock = o.env.clock;
+    fo.heal = o.heal;
     node->detector_ =
         std::make_unique<FailureDetector>(node->endpoint(), o.id, *o.layout, transport, fo);
     node->detector_->Start();

@@ -57,6 +57,9 @@ struct NodeOptions {
   Threads* threads = nullptr;            // the sequencer bootstrap's thread and waits
   // Run the failure detector (layout role, layout with layout servers).
   bool failure_detector = true;
+  // The failure detector brings removed nodes back when they answer again
+  // (healing, docs/layout.md). tally-server turns it on unless --no-heal.
+  bool heal = false;
   // True: the log unit writes, syncs and answers on the calling thread (no
   // writer or I/O threads), as a simulation needs.
   bool inline_io = false;

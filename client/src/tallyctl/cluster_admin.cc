@@ -3,15 +3,17 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <random>
-#include <thread>
 
 #include "tally/base/threads.h"
 #include "tally/client/client.h"
 #include "tally/client/layout.h"
 #include "tally/client/log_unit_client.h"
+#include "tally/client/node_add.h"
 #include "tally/client/reconfigure.h"
-#include "tally/client/state_transfer.h"
 #include "tally/log/layout_proposer.h"
 #include "tally/net/tcp_transport.h"
 
@@ -75,9 +77,14 @@ ClusterAdminCommands::ClusterAdminCommands(CLI::App& app, const Globals& g) : g_
       "bring a running node (back) into the layout: copy its chains' data to it from each chain's "
       "tail while writes go on, seal the next epoch, copy the rest, then agree on the layout with "
       "it at the tail of every short chain and as a standby sequencer. The node must hold no "
-      "data that differs from the chain (wipe it otherwise)");
+      "data that differs from the chains (see --wipe). The failure detector does this by itself "
+      "when a removed node answers again");
   node_add_->add_option("NODE", node_, "the node: its id (as in `tallyctl layout`) or endpoint")
       ->required();
+  node_add_->add_flag("--wipe", wipe_,
+                      "if the node holds entries the chains never acknowledged (divergent data), "
+                      "wipe its log unit (log.reset) and copy everything afresh instead of "
+                      "failing; only a node in no chain of the layout can be wiped");
 }
 
 std::optional<int> ClusterAdminCommands::Run() {
@@ -206,54 +213,37 @@ int ClusterAdminCommands::RemoveNode() {
 
 namespace {
 
-// One chain that gains the node: where its data comes from.
-struct Gain {
-  int stripe;
-  std::string source;  // the chain's tail in the current layout
-  uint64_t copied_to;  // the first copy covered [start, copied_to)
-};
-
-// Prints progress lines of one copy to stderr, at most every 500 ms.
+// Prints progress lines of the copies to stderr, at most every 500 ms per
+// chain and phase. Thread-safe (one copying thread per chain).
 class ProgressPrinter {
  public:
-  explicit ProgressPrinter(std::string what)
-      : what_(std::move(what)), start_(std::chrono::steady_clock::now()) {}
+  explicit ProgressPrinter(std::string target)
+      : target_(std::move(target)), start_(std::chrono::steady_clock::now()) {}
 
-  void operator()(const client::TransferStats& s) { Print(s, false); }
-
-  void Print(const client::TransferStats& s, bool final) {
+  void operator()(int stripe, const char* phase, const std::string& source,
+                  const client::TransferStats& s, bool done) {
     const auto now = std::chrono::steady_clock::now();
-    if (!final && now - last_ < std::chrono::milliseconds(500)) return;
-    last_ = now;
+    std::lock_guard lock(mu_);
+    auto& last = last_[{stripe, phase}];
+    if (!done && now - last < std::chrono::milliseconds(500)) return;
+    last = now;
     const double secs = std::chrono::duration<double>(now - start_).count();
     const double mbps = secs > 0 ? static_cast<double>(s.bytes) / 1e6 / secs : 0.0;
     char rate[32];
     std::snprintf(rate, sizeof rate, "%.1f", mbps);
-    std::cerr << what_ << ": " << s.entries << " entries (" << s.holes << " holes), " << s.bytes
+    std::cerr << "stripe " << stripe << " " << phase << ": copying " << source << " -> " << target_
+              << ": " << s.entries << " entries (" << s.holes << " holes), " << s.bytes
               << " bytes, " << s.skipped << " already there, up to address " << s.next << ", "
-              << rate << " MB/s" << (final ? " (done)" : "") << "\n";
+              << rate << " MB/s" << (done ? " (done)" : "") << "\n";
   }
 
  private:
-  std::string what_;
-  std::chrono::steady_clock::time_point start_;
-  std::chrono::steady_clock::time_point last_{};
+  const std::string target_;
+  const std::chrono::steady_clock::time_point start_;
+  std::mutex mu_;
+  std::map<std::pair<int, std::string>, std::chrono::steady_clock::time_point>
+      last_;  // GUARDED_BY(mu_)
 };
-
-// `base` for the addresses of one stripe of `seg`.
-client::CopyOptions CopyFor(client::CopyOptions base, int stripe,
-                            const proto::Layout::Segment& seg) {
-  base.stripes = static_cast<uint32_t>(seg.stripes_size());
-  base.stripe = static_cast<uint32_t>(stripe);
-  return base;
-}
-
-void AddUp(client::TransferStats* total, const client::TransferStats& s) {
-  total->entries += s.entries;
-  total->holes += s.holes;
-  total->bytes += s.bytes;
-  total->skipped += s.skipped;
-}
 
 }  // namespace
 
@@ -268,122 +258,32 @@ int ClusterAdminCommands::AddNode() {
     return Fail(g_, NotFound("the layout of epoch " + std::to_string(current.epoch()) +
                              " lists no node " + node_ + "; name a new node by its HOST:PORT"));
   }
-  auto next = client::LayoutWith(current, endpoint);
-  if (!next.ok() && next.status().code() == Code::kNotFound) {
+  auto printer = std::make_shared<ProgressPrinter>(endpoint);
+  client::AddNodeOptions options;
+  options.rpc_timeout = timeout;
+  options.proposer = NodeId(std::random_device{}() | 1u);
+  options.wipe_divergent = wipe_;
+  // 4 MiB reads for 4 KiB entries (halved by CopyRange if a unit refuses).
+  options.copy.chunk_entries = 1024;
+  options.progress = [printer](int stripe, const char* phase, const std::string& source,
+                               const client::TransferStats& s,
+                               bool done) { (*printer)(stripe, phase, source, s, done); };
+  auto added = client::AddNode(transport, current, endpoint, options);
+  if (!added.ok() && added.status().code() == Code::kNotFound) {
     return NothingToDo(g_.json(), "added", *target, "in the layout");
   }
-  if (!next.ok()) return Fail(g_, next.status());
-
-  // The chains of the last segment that gain the node, each fed by its tail.
-  const auto& old_seg = current.segments(current.segments_size() - 1);
-  const auto& new_seg = next->segments(next->segments_size() - 1);
-  const uint64_t start = old_seg.start();
-  std::vector<Gain> gains;
-  for (int s = 0; s < new_seg.stripes_size(); ++s) {
-    const auto& before = old_seg.stripes(s).log_units();
-    const auto& after = new_seg.stripes(s).log_units();
-    if (std::find(before.begin(), before.end(), endpoint) != before.end()) continue;
-    if (std::find(after.begin(), after.end(), endpoint) == after.end()) continue;
-    gains.push_back({s, before.Get(before.size() - 1), start});
-  }
-
-  client::CopyOptions copy;
-  copy.rpc_timeout = timeout;
-  // 4 MiB reads for 4 KiB entries (halved by CopyRange if a unit refuses).
-  copy.chunk_entries = 1024;
-  client::TransferStats total;
-  // 1. Catch up while writes go on in the current epoch: [start, tail), one
-  // thread per chain so the stripes' copies overlap (each is a
-  // read -> write round trip at a time).
-  std::vector<Result<client::TransferStats>> caught(gains.size(), Internal("not copied"));
-  {
-    std::vector<std::thread> copiers;
-    for (size_t k = 0; k < gains.size(); ++k) {
-      copiers.emplace_back([&, k] {
-        Gain& g = gains[k];
-        client::LogUnitClient src(transport.Connect(g.source), Epoch(current.epoch()), timeout);
-        auto tail = src.Tail();
-        if (!tail.ok()) {
-          caught[k] = tail.status().WithContext("log.tail on " + g.source);
-          return;
-        }
-        if (tail->local_tail() <= start) {
-          caught[k] = client::TransferStats{.next = start};
-          return;
-        }
-        ProgressPrinter print("stripe " + std::to_string(g.stripe) + ": copying " + g.source +
-                              " -> " + endpoint);
-        caught[k] = client::CopyRange(transport, g.source, endpoint, Address(start),
-                                      Address(tail->local_tail()), current.epoch(), std::ref(print),
-                                      CopyFor(copy, g.stripe, new_seg));
-        if (caught[k].ok()) print.Print(*caught[k], true);
-      });
-    }
-    for (auto& t : copiers) t.join();
-  }
-  for (size_t k = 0; k < gains.size(); ++k) {
-    if (!caught[k].ok()) return Fail(g_, caught[k].status());
-    AddUp(&total, *caught[k]);
-    gains[k].copied_to = caught[k]->next;
-  }
-
-  // 2. Seal the next epoch on every unit of the new layout (the node too):
-  // no write of the current epoch lands after this.
-  client::ReconfigureOptions ro;
-  ro.rpc_timeout = timeout;
-  ro.proposer = NodeId(std::random_device{}() | 1u);
-  auto sealed = client::SealUnits(transport, *next, ro);
-  if (!sealed.ok()) return Fail(g_, sealed.status());
-
-  // 3. The delta written before the seal: [copied_to, sealed tail), at the
-  // new epoch. If it fails, the cluster must not stay sealed without a
-  // layout: commit the current layout at the new epoch instead.
-  Status delta = Status::OK();
-  for (const auto& g : gains) {
-    const auto& answer = sealed->at(g.source);
-    if (answer.sealed_epoch() != next->epoch()) {
-      delta = WrongEpoch(g.source + " is sealed at epoch " + std::to_string(answer.sealed_epoch()) +
-                         ", above " + std::to_string(next->epoch()) +
-                         ": another reconfiguration is running");
-      break;
-    }
-    if (answer.local_tail() <= g.copied_to) continue;
-    ProgressPrinter print("stripe " + std::to_string(g.stripe) + ": copying the rest " + g.source +
-                          " -> " + endpoint);
-    auto r = client::CopyRange(transport, g.source, endpoint, Address(g.copied_to),
-                               Address(answer.local_tail()), next->epoch(), std::ref(print),
-                               CopyFor(copy, g.stripe, new_seg));
-    if (!r.ok()) {
-      delta = r.status();
-      break;
-    }
-    print.Print(*r, true);
-    AddUp(&total, *r);
-  }
-  if (!delta.ok()) {
-    proto::Layout same = current;
-    same.set_epoch(next->epoch());
-    auto undo = client::CommitLayout(transport, same, ro);
-    std::string what = undo.ok() ? "; epoch " + std::to_string(next->epoch()) +
-                                       " was committed without " + endpoint
-                                 : "; committing epoch " + std::to_string(next->epoch()) +
-                                       " without it failed too: " + undo.status().ToString();
-    return Fail(g_, delta.WithContext("copying to " + endpoint + " after the seal" + what));
-  }
-
-  // 4. Agree on the layout with the node.
-  auto committed = client::CommitLayout(transport, *next, ro);
-  if (!committed.ok()) return Fail(g_, committed.status());
-  if (committed->SerializeAsString() != next->SerializeAsString()) {
-    return Fail(g_, FailedPrecondition(
-                        "another reconfiguration won epoch " + std::to_string(committed->epoch()) +
-                        "; check `tallyctl layout` and retry if the node is not in it"));
-  }
+  if (!added.ok()) return Fail(g_, added.status());
   if (g_.json()) {
-    std::cout << "{\"added\":\"" << endpoint << "\",\"epoch\":" << committed->epoch()
-              << ",\"entries\":" << total.entries << ",\"bytes\":" << total.bytes << "}\n";
+    std::cout << "{\"added\":\"" << endpoint << "\",\"epoch\":" << added->committed.epoch()
+              << ",\"entries\":" << added->copied.entries << ",\"bytes\":" << added->copied.bytes
+              << ",\"wiped\":" << (added->wiped ? "true" : "false") << "}\n";
   } else {
-    std::cout << "added " << endpoint << ": epoch " << committed->epoch() << " committed\n";
+    if (added->wiped) {
+      std::cout << "wiped " << endpoint << " (it held divergent data; " << added->dropped_entries
+                << " entries dropped) and copied the chains afresh\n";
+    }
+    std::cout << "added " << endpoint << ": epoch " << added->committed.epoch() << " committed, "
+              << added->copied.entries << " entries (" << added->copied.bytes << " bytes) copied\n";
   }
   return kExitOk;
 }

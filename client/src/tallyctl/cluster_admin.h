@@ -45,6 +45,7 @@ class ClusterAdminCommands {
   CLI::App* node_add_ = nullptr;
   std::string layout_file_;
   std::string node_;
+  bool wipe_ = false;
 };
 
 }  // namespace tally::ctl

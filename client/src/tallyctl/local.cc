@@ -228,7 +228,7 @@ void KillAll(const LocalCluster& c) {
 // taken before its node could bind it.
 Result<LocalCluster> CreateCluster(net::Transport& transport, const std::string& dir,
                                    uint32_t nodes, uint32_t stripes, uint32_t chain,
-                                   uint32_t segment_mb, const std::string& server_bin,
+                                   uint32_t segment_mb, bool no_heal, const std::string& server_bin,
                                    milliseconds wait) {
   Status last;
   for (int attempt = 1; attempt <= kUpAttempts; ++attempt) {
@@ -236,6 +236,7 @@ Result<LocalCluster> CreateCluster(net::Transport& transport, const std::string&
     c.dir = dir;
     c.server_bin = server_bin;
     c.segment_mb = segment_mb;
+    c.no_heal = no_heal;
     c.layout_file = dir + "/layout.json";
     std::vector<std::string> endpoints;
     for (uint32_t i = 1; i <= nodes; ++i) {
@@ -306,6 +307,9 @@ LocalCommand::LocalCommand(CLI::App& app) {
                   "segment file size of every log unit in MiB (default: tally-server's); "
                   "small segments let a trim free space sooner")
       ->check(CLI::Range(1, 4096));
+  up_->add_flag("--no-heal", flags_.no_heal,
+                "start the nodes with --no-heal: a removed node that returns stays out until "
+                "`tallyctl node add` (by default the failure detectors bring it back)");
   up_->add_option("--server-bin", flags_.server_bin,
                   "the tally-server binary (default: next to tallyctl)");
   status_ = local_->add_subcommand("status", "show each node: endpoint, pid, roles, up/down");
@@ -372,7 +376,7 @@ int LocalCommand::Run(bool json) {
       std::filesystem::create_directories(dir, ec);
       if (ec) return LocalFail(json, IoError("cannot create " + dir + ": " + ec.message()));
       auto created = CreateCluster(transport, std::filesystem::absolute(dir).string(), flags_.nodes,
-                                   stripes, chain, flags_.segment_mb, bin, wait);
+                                   stripes, chain, flags_.segment_mb, flags_.no_heal, bin, wait);
       if (!created.ok()) return LocalFail(json, created.status());
       existing = std::move(created);
     }

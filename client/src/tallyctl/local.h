@@ -35,6 +35,7 @@ class LocalCommand {
     uint64_t node = 0;
     uint32_t wait_s = 30;
     uint32_t segment_mb = 0;  // 0: tally-server's default
+    bool no_heal = false;     // tally-server --no-heal
     std::string server_bin;
   };
   CLI::App* local_ = nullptr;

@@ -102,6 +102,7 @@ Result<LocalCluster> ReadCluster(const std::string& dir) {
   c.layout_file = root.layout_file();
   c.epoch = root.epoch();
   c.segment_mb = root.segment_mb();
+  c.no_heal = root.no_heal();
   if (root.nodes().empty()) {
     return Malformed(path + " lists no nodes; remove the directory and run `local up` again");
   }
@@ -127,6 +128,7 @@ Status WriteCluster(const LocalCluster& c) {
   root.set_layout_file(c.layout_file);
   root.set_epoch(c.epoch);
   root.set_segment_mb(c.segment_mb);
+  root.set_no_heal(c.no_heal);
   for (const auto& n : c.nodes) {
     auto* node = root.add_nodes();
     node->set_id(n.id);
@@ -223,6 +225,7 @@ Result<pid_t> SpawnNode(const LocalCluster& cluster, const LocalNode& node,
     argv.push_back("--segment-mb");
     argv.push_back(std::to_string(cluster.segment_mb));
   }
+  if (cluster.no_heal) argv.push_back("--no-heal");
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);

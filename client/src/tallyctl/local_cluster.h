@@ -41,6 +41,7 @@ struct LocalCluster {
   std::string layout_file;  // DIR/layout.json
   uint64_t epoch = 0;       // of the layout
   uint64_t segment_mb = 0;  // tally-server --segment-mb (0: the server's default)
+  bool no_heal = false;     // tally-server --no-heal
   std::vector<LocalNode> nodes;
 
   // The node with `id`, or nullptr.

@@ -132,6 +132,23 @@ class UnitClient {
     return 0;
   }
 
+  int Reset() {
+    auto r = client_.Reset();
+    if (!r.ok()) return Fail(g_, r.status());
+    if (g_.json()) {
+      std::cout << JsonObject()
+                       .Add("sealed_epoch", r->sealed_epoch())
+                       .Add("entries_dropped", r->entries_dropped())
+                       .Add("bytes_dropped", r->bytes_dropped())
+                       .str()
+                << "\n";
+    } else {
+      std::cout << "wiped: " << r->entries_dropped() << " entries (" << r->bytes_dropped()
+                << " bytes) dropped; sealed at epoch " << r->sealed_epoch() << "\n";
+    }
+    return 0;
+  }
+
  private:
   const Globals& g_;
   net::TcpTransport transport_;
@@ -159,6 +176,12 @@ UnitCommands::UnitCommands(CLI::App& app, const Globals& g) : g_(g) {
   trim_->add_option("ADDRESS", address_)->required();
   hole_ = unit_->add_subcommand("fill-hole", "fill ADDRESS with a hole");
   hole_->add_option("ADDRESS", address_)->required();
+  reset_ = unit_->add_subcommand(
+      "reset",
+      "wipe every entry this unit holds (log.reset) and seal it at --epoch. Only for a node in "
+      "no chain of the layout, e.g. one holding divergent data before it rejoins (`tallyctl "
+      "node add --wipe` does this itself)");
+  reset_->add_flag("--yes", yes_, "confirm: the unit's entries are dropped for good");
 }
 
 std::optional<int> UnitCommands::Run() {
@@ -175,6 +198,14 @@ std::optional<int> UnitCommands::Run() {
   if (*seal_) return c.Seal(epoch_);
   if (*trim_) return c.Trim(address_);
   if (*hole_) return c.FillHole(address_);
+  if (*reset_) {
+    if (!yes_) {
+      std::cerr << "tallyctl: unit reset drops every entry of " << g_.EndpointList()[0]
+                << " for good; pass --yes if it is in no chain of the layout\n";
+      return kExitUsage;
+    }
+    return c.Reset();
+  }
   return kExitUsage;
 }
 

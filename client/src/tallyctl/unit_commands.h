@@ -31,12 +31,14 @@ class UnitCommands {
   CLI::App* seal_ = nullptr;
   CLI::App* trim_ = nullptr;
   CLI::App* hole_ = nullptr;
+  CLI::App* reset_ = nullptr;
 
   uint64_t address_ = 0;
   uint64_t to_ = 0;
   uint64_t epoch_ = 0;
   std::string data_;
   std::vector<std::string> streams_;
+  bool yes_ = false;
 };
 
 }  // namespace tally::ctl

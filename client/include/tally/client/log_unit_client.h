@@ -44,6 +44,15 @@ class LogUnitClient {
   Status FillHole(Address address);
 
   Result<proto::SealResponse> Seal(Epoch epoch);
+  // Wipes every entry the unit holds and seals it at this client's epoch
+  // (log.reset; docs/log-unit.md), answering the sealed epoch and what was
+  // dropped. Only for a unit that is in no chain of the layout of that
+  // epoch: the unit cannot check it, and wiping a chain member loses
+  // acknowledged entries. Errors: WrongEpoch (the unit is sealed above our
+  // epoch), IoError (the wipe failed; retrying it finishes it), transport
+  // errors (the reset may or may not have run; repeating it is safe as long
+  // as nothing was written to the unit since).
+  Result<proto::ResetResponse> Reset();
   Result<proto::TailResponse> Tail();
   // Returns the trim mark after the call.
   Result<uint64_t> Trim(Address address);

@@ -124,6 +124,32 @@ class SegmentStore {
   virtual Status Trim(Address mark) = 0;
 
   virtual StoreStats Stats() = 0;
+
+  // Deletes everything this store holds about entries: every segment file,
+  // the stored indexes of closed segments and the trim mark (back to 0);
+  // the in-memory index and stream maps are cleared. Afterwards the store
+  // is empty and accepts writes at any address again (write-once starts
+  // over). The sealed epoch is kept, raised to `epoch` if below it.
+  //
+  // Appends submitted before the call complete first (and are wiped);
+  // appends submitted while it runs are refused with Unavailable. Reads
+  // racing it may still see old entries until the index is cleared.
+  //
+  // Crash-safe: a "wipe in progress" marker is made durable (RocksDB,
+  // synced, together with the raised epoch) before anything is deleted and
+  // cleared, atomically with the metadata, only after the file deletions
+  // are durable; Open finishes an interrupted wipe before recovery. So after
+  // a crash at any point the store reopens either as it was or empty.
+  //
+  // Returns the stats of the emptied store. Errors: IoError naming what
+  // failed. If the marker could not be written nothing was deleted, but the
+  // marker may still have reached the disk, so the store refuses writes
+  // until it is reopened (which then finishes the wipe, or keeps the store
+  // if the marker is not there). If a later step failed, the store is
+  // already empty in memory and refuses writes until it is reopened (which
+  // finishes the wipe) or wiped again. Thread-safe; blocks on disk and
+  // RocksDB.
+  virtual Result<StoreStats> Wipe(Epoch epoch) = 0;
 };
 
 }  // namespace tally::log
