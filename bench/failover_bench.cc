@@ -127,7 +127,9 @@ Trial RunTrial(const std::string& dir, int victim, double warmup_s, double give_
 // baseline in the same run: copying node 1's segment files with cp (raw
 // disk, no protocol).
 std::vector<BenchResult> RunStateTransfer(const std::string& dir, int mb) {
-  auto cluster = LocalCluster::Up(dir, 3, "--segment-mb 64");
+  // --no-heal: the failure detectors would otherwise bring node 3 back by
+  // themselves as soon as it answers, racing the timed `node add`.
+  auto cluster = LocalCluster::Up(dir, 3, "--segment-mb 64 --no-heal");
   if (!cluster.ok()) {
     std::fprintf(stderr, "failover_bench: %s\n", cluster.status().ToString().c_str());
     DownAllClusters();

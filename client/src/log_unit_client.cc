@@ -8,12 +8,15 @@
 namespace tally::client {
 
 LogUnitClient::LogUnitClient(std::shared_ptr<net::Channel> channel, Epoch epoch,
-                             std::chrono::milliseconds timeout)
-    : channel_(std::move(channel)), epoch_(epoch), timeout_(timeout) {}
+                             std::chrono::milliseconds timeout, Threads* threads)
+    : channel_(std::move(channel)),
+      epoch_(epoch),
+      timeout_(timeout),
+      threads_(threads != nullptr ? threads : SystemThreads()) {}
 
 template <typename Resp, typename Req>
 Result<Resp> LogUnitClient::Call(const char* method, const Req& req) {
-  return internal::CallSync<Resp>(*channel_, method, req, timeout_);
+  return internal::CallSync<Resp>(*channel_, method, req, timeout_, *threads_);
 }
 
 Status LogUnitClient::Write(proto::LogEntry entry) {

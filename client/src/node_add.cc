@@ -44,8 +44,9 @@ bool IsDivergent(const Status& st) { return st.code() == Code::kFailedPreconditi
 // acknowledged, so the chain never had it: divergent data.
 Result<std::optional<uint64_t>> FirstHeldFrom(net::Transport& transport, const std::string& unit,
                                               uint64_t epoch, uint64_t from, uint32_t stripes,
-                                              uint32_t stripe, std::chrono::milliseconds timeout) {
-  LogUnitClient c(transport.Connect(unit), Epoch(epoch), timeout);
+                                              uint32_t stripe, std::chrono::milliseconds timeout,
+                                              Threads* threads) {
+  LogUnitClient c(transport.Connect(unit), Epoch(epoch), timeout, threads);
   uint64_t p = from;
   const uint64_t end = std::numeric_limits<uint64_t>::max();
   while (p < end) {
@@ -98,6 +99,7 @@ class Adder {
     c.rpc_timeout = options_.rpc_timeout;
     c.stripes = stripes_;
     c.stripe = static_cast<uint32_t>(stripe);
+    c.threads = threads_;
     return c;
   }
 
@@ -114,13 +116,14 @@ class Adder {
   // Step 1 for one chain: the source's current tail, a check that the node
   // holds nothing at or above it, and the copy below it.
   Result<TransferStats> CatchUp(Gain& g) {
-    LogUnitClient src(transport_.Connect(g.source), Epoch(current_.epoch()), options_.rpc_timeout);
+    LogUnitClient src(transport_.Connect(g.source), Epoch(current_.epoch()), options_.rpc_timeout,
+                      threads_);
     auto tail = src.Tail();
     if (!tail.ok()) return tail.status().WithContext("log.tail on " + g.source);
     const uint64_t to = std::max(tail->local_tail(), start_);
-    TALLY_ASSIGN_OR_RETURN(auto beyond,
-                           FirstHeldFrom(transport_, endpoint_, current_.epoch(), to, stripes_,
-                                         static_cast<uint32_t>(g.stripe), options_.rpc_timeout));
+    TALLY_ASSIGN_OR_RETURN(auto beyond, FirstHeldFrom(transport_, endpoint_, current_.epoch(), to,
+                                                      stripes_, static_cast<uint32_t>(g.stripe),
+                                                      options_.rpc_timeout, threads_));
     if (beyond.has_value()) return BeyondTail(endpoint_, *beyond, g.source, to);
     if (to <= start_) return TransferStats{.next = start_};
     auto r = CopyRange(transport_, g.source, endpoint_, Address(start_), Address(to),
@@ -156,7 +159,8 @@ class Adder {
       return FailedPrecondition("refusing to wipe " + endpoint_ + ": it is a log unit of epoch " +
                                 std::to_string(current_.epoch()) + "'s layout");
     }
-    LogUnitClient c(transport_.Connect(endpoint_), Epoch(current_.epoch()), options_.rpc_timeout);
+    LogUnitClient c(transport_.Connect(endpoint_), Epoch(current_.epoch()), options_.rpc_timeout,
+                    threads_);
     auto r = c.Reset();
     if (!r.ok()) return r.status().WithContext("log.reset on " + endpoint_);
     return r->entries_dropped();
@@ -180,9 +184,9 @@ class Adder {
         if (options_.progress) options_.progress(g.stripe, "delta", g.source, *r, true);
         AddUp(total, *r);
       }
-      TALLY_ASSIGN_OR_RETURN(auto beyond,
-                             FirstHeldFrom(transport_, endpoint_, next_.epoch(), to, stripes_,
-                                           static_cast<uint32_t>(g.stripe), options_.rpc_timeout));
+      TALLY_ASSIGN_OR_RETURN(auto beyond, FirstHeldFrom(transport_, endpoint_, next_.epoch(), to,
+                                                        stripes_, static_cast<uint32_t>(g.stripe),
+                                                        options_.rpc_timeout, threads_));
       if (beyond.has_value()) return BeyondTail(endpoint_, *beyond, g.source, to);
     }
     return Status::OK();

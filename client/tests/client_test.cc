@@ -612,6 +612,94 @@ TEST_F(StateTransferTest, RefusesDivergentDataAndNeverOverwrites) {
   EXPECT_EQ(hole.status().code(), Code::kFailedPrecondition) << hole.status().ToString();
 }
 
+// The target holds something (data or a hole) at an address of the copied
+// stripe where the source holds nothing: the chain never had it.
+TEST_F(StateTransferTest, RefusesAnEntryTheSourceDoesNotHold) {
+  ASSERT_EQ(AppendN(*client_, 3).size(), 3u);  // 0..2
+  ASSERT_TRUE(cluster_.Unit(3).Write(DataEntry(Address(4), "stray")).ok());
+  auto r = Copy(0, 6);
+  ASSERT_EQ(r.status().code(), Code::kFailedPrecondition) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("lu3 holds divergent data at address 4"), std::string::npos)
+      << r.status().ToString();
+  EXPECT_NE(r.status().message().find("wiped"), std::string::npos) << r.status().ToString();
+  EXPECT_EQ(cluster_.Unit(3).Read(Address(4))->payload(), "stray");
+
+  // A hole counts too, also in a range where the source holds nothing.
+  Cluster other(4);
+  auto transport = other.Transport("client");
+  auto client = MakeClient(other.Options(transport.get(), other.MakeLayout(1, 3)));
+  auto healer = other.Transport("healer");
+  ASSERT_EQ(AppendN(*client, 2).size(), 2u);  // 0, 1
+  ASSERT_TRUE(other.Unit(3).FillHole(Address(7)).ok());
+  auto hole = CopyRange(*healer, "lu2", "lu3", Address(5), Address(9), 0);
+  ASSERT_EQ(hole.status().code(), Code::kFailedPrecondition) << hole.status().ToString();
+  EXPECT_NE(hole.status().message().find("at address 7"), std::string::npos)
+      << hole.status().ToString();
+}
+
+TEST_F(StateTransferTest, IgnoresWhatTheTargetHoldsOutsideTheCopy) {
+  ASSERT_EQ(AppendN(*client_, 6).size(), 6u);  // 0..5
+  ASSERT_TRUE(client_->Trim(Address(2)).ok());
+  // Below the source's trim mark, in another stripe, and beyond `to`.
+  ASSERT_TRUE(cluster_.Unit(3).Write(DataEntry(Address(1), "old")).ok());
+  ASSERT_TRUE(cluster_.Unit(3).Write(DataEntry(Address(8), "other stripe")).ok());
+  ASSERT_TRUE(cluster_.Unit(3).Write(DataEntry(Address(13), "beyond")).ok());
+  CopyOptions o;
+  o.chunk_entries = 3;
+  o.stripes = 2;
+  o.stripe = 1;
+  auto r = CopyRange(*healer_, "lu2", "lu3", Address(0), Address(12), 0, nullptr, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->entries, 2u);  // 3 and 5
+  EXPECT_EQ(r->skipped, 0u);
+  EXPECT_EQ(cluster_.Unit(3).Read(Address(5))->payload(), "e5");
+  EXPECT_EQ(cluster_.Unit(3).Read(Address(8))->payload(), "other stripe");
+}
+
+// Above the target's tail at the start the copy does not read the target
+// back; an entry that appears there anyway is caught by write-once and
+// compared.
+TEST_F(StateTransferTest, ComparesWhatAppearsOnTheTargetDuringTheCopy) {
+  for (const std::string payload : {"e7", "other"}) {
+    Cluster fresh(4);
+    auto transport = fresh.Transport("client");
+    auto client = MakeClient(fresh.Options(transport.get(), fresh.MakeLayout(1, 3)));
+    ASSERT_EQ(AppendN(*client, 12).size(), 12u);
+    auto healer = fresh.Transport("healer");
+    CopyOptions o;
+    o.chunk_entries = 3;
+    o.writes_in_flight = 1;
+    int chunks = 0;
+    uint64_t last_next = 0;
+    auto r = CopyRange(
+        *healer, "lu2", "lu3", Address(0), Address(12), 0,
+        [&](const TransferStats& s) {
+          EXPECT_GT(s.next, last_next);
+          last_next = s.next;
+          // After the first chunk, before the third [6, 9) is written.
+          if (++chunks == 1) {
+            auto e = DataEntry(Address(7), payload);
+            e.add_streams()->set_lo(kA.lo);
+            e.mutable_streams(0)->set_hi(kA.hi);
+            ASSERT_TRUE(fresh.Unit(3).Write(e).ok());
+          }
+        },
+        o);
+    if (payload == "e7") {
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      EXPECT_EQ(r->entries, 11u);
+      EXPECT_EQ(r->skipped, 1u);
+      EXPECT_EQ(r->next, 12u);
+      EXPECT_EQ(chunks, 4);
+    } else {
+      ASSERT_EQ(r.status().code(), Code::kFailedPrecondition) << r.status().ToString();
+      EXPECT_NE(r.status().message().find("at address 7"), std::string::npos)
+          << r.status().ToString();
+      EXPECT_EQ(fresh.Unit(3).Read(Address(7))->payload(), "other");
+    }
+  }
+}
+
 TEST_F(StateTransferTest, SkipsWhatTheSourceTrimmedAndTrimsTheTarget) {
   ASSERT_EQ(AppendN(*client_, 6).size(), 6u);
   ASSERT_TRUE(client_->Trim(Address(3)).ok());

@@ -15,6 +15,22 @@ namespace {
 constexpr int kReadResponseEntryField = 1;
 constexpr int kReadRangeEntriesField = 1;
 
+// Up to `limit` addresses held in [from, to) with a % stripes == stripe.
+std::vector<Address> ListStripe(SegmentStore& store, Address from, Address to, size_t limit,
+                                uint32_t stripes, uint32_t stripe) {
+  if (stripes <= 1) return store.ListAddresses(from, to, limit);
+  std::vector<Address> out;
+  while (out.size() < limit && from < to) {
+    std::vector<Address> some = store.ListAddresses(from, to, limit);
+    for (Address a : some) {
+      if (a.value() % stripes == stripe && out.size() < limit) out.push_back(a);
+    }
+    if (some.size() < limit) break;
+    from = Address(some.back().value() + 1);
+  }
+  return out;
+}
+
 void Read(LogUnit::Impl* im, proto::ReadRequest req, TypedResponder<proto::ReadResponse> out) {
   Status st = im->CheckEpoch(req.epoch());
   if (!st.ok()) {
@@ -50,7 +66,8 @@ void ReadRange(LogUnit::Impl* im, proto::ReadRangeRequest req,
     if (req.max_entries() != 0 && req.max_entries() < limit) limit = req.max_entries();
     StoreStats stats = im->store->Stats();
     Address from(std::max<uint64_t>(req.from(), stats.trim_mark));
-    std::vector<Address> addrs = im->store->ListAddresses(from, Address(req.to()), limit);
+    std::vector<Address> addrs =
+        ListStripe(*im->store, from, Address(req.to()), limit, req.stripes(), req.stripe());
     // Read first, then size the answer once: appending to a growing string
     // would copy what it holds again at every reallocation (a state
     // transfer reads megabytes per call).

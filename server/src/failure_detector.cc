@@ -128,7 +128,6 @@ void FailureDetector::Heal(proto::Layout layout, std::string endpoint) {
   ao.rpc_timeout = options_.heal_rpc_timeout;
   ao.proposer = self_id_;
   ao.wipe_divergent = true;
-  ao.copy.chunk_entries = 1024;
   ao.threads = threads_;
   ao.clock = clock_;
   const uint64_t self = self_id_.value();

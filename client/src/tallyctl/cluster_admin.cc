@@ -263,8 +263,6 @@ int ClusterAdminCommands::AddNode() {
   options.rpc_timeout = timeout;
   options.proposer = NodeId(std::random_device{}() | 1u);
   options.wipe_divergent = wipe_;
-  // 4 MiB reads for 4 KiB entries (halved by CopyRange if a unit refuses).
-  options.copy.chunk_entries = 1024;
   options.progress = [printer](int stripe, const char* phase, const std::string& source,
                                const client::TransferStats& s,
                                bool done) { (*printer)(stripe, phase, source, s, done); };

@@ -11,6 +11,7 @@
 
 #include "tally/base/ids.h"
 #include "tally/base/result.h"
+#include "tally/base/threads.h"
 #include "tally/net/transport.h"
 #include "tally/proto/logunit.pb.h"
 
@@ -18,9 +19,11 @@ namespace tally::client {
 
 class LogUnitClient {
  public:
-  // `channel` is shared; requests carry `epoch`.
+  // `channel` is shared; requests carry `epoch`. Calls block through
+  // `threads` (nullptr: SystemThreads(); a simulation passes its own).
   LogUnitClient(std::shared_ptr<net::Channel> channel, Epoch epoch,
-                std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+                std::chrono::milliseconds timeout = std::chrono::milliseconds(5000),
+                Threads* threads = nullptr);
 
   void set_epoch(Epoch epoch) { epoch_ = epoch; }
   Epoch epoch() const { return epoch_; }
@@ -65,6 +68,7 @@ class LogUnitClient {
   std::shared_ptr<net::Channel> channel_;
   Epoch epoch_;
   std::chrono::milliseconds timeout_;
+  Threads* threads_;
 };
 
 }  // namespace tally::client

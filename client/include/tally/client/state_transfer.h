@@ -12,6 +12,7 @@
 
 #include "tally/base/ids.h"
 #include "tally/base/result.h"
+#include "tally/base/threads.h"
 #include "tally/net/transport.h"
 
 namespace tally::client {
@@ -25,7 +26,9 @@ struct TransferStats {
   uint64_t next = 0;       // the copy covered [from, next)
 };
 
-// Called after every chunk with the totals so far.
+// Called after every chunk (once its writes are acknowledged, in address
+// order) with the totals so far, on the thread that called CopyRange, never
+// concurrently with itself.
 using ProgressFn = std::function<void(const TransferStats&)>;
 
 struct CopyOptions {
@@ -38,15 +41,26 @@ struct CopyOptions {
   // several chains holds the addresses of all of them.
   uint32_t stripes = 1;
   uint32_t stripe = 0;
+  // log.write_batch calls to the target in flight at once (at least 1): the
+  // next chunk is read from the source while earlier ones are written.
+  uint32_t writes_in_flight = 2;
+  // The blocking seam (waits and retry pauses); nullptr: SystemThreads().
+  Threads* threads = nullptr;
 };
 
 // Copies every entry `from_unit` holds in [from, to) that `to_unit` lacks,
 // with requests of `epoch` to both: data by log.write_batch, holes by
 // log.fill_hole (write_batch refuses holes). Addresses below the source's
 // trim mark are skipped, and the target is trimmed to that mark so it
-// answers TRIMMED there too. Blocks (must not run on a transport thread).
-// Errors: FailedPrecondition (the target holds a different entry at some
-// address: divergent data, wipe the node before it rejoins), WrongEpoch /
+// answers TRIMMED there too. Reads of the source overlap the writes to the
+// target. The target must be in no chain while it is copied to: at and
+// above its local tail as read at the start, it is not read back (an entry
+// found there anyway is caught by write-once: ALREADY_WRITTEN, then
+// compared). Blocks (must not run on a transport thread); on an error it
+// returns once no write of its own is in flight. Errors: FailedPrecondition
+// (divergent data, wipe the node before it rejoins: the target holds a
+// different entry at some address, or an entry of the stripe in [from, to)
+// above the source's trim mark where the source holds nothing), WrongEpoch /
 // Sealed (a unit is sealed above `epoch`), transport errors.
 Result<TransferStats> CopyRange(net::Transport& transport, const std::string& from_unit,
                                 const std::string& to_unit, Address from, Address to,
