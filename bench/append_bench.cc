@@ -192,6 +192,7 @@ BenchResult RunPaced(const Config& c, const std::string& name, client::Client& c
   std::atomic<uint64_t> acked{0}, failed{0}, outstanding{0};
   LatencyRecorder lat;
   CpuMeter cpu(cluster);
+  const auto stats0 = cl.stats();
   const auto start = BenchClock::now();
   const auto end = start + std::chrono::duration<double>(c.seconds);
   const std::chrono::duration<double> gap(1.0 / rate);
@@ -223,9 +224,15 @@ BenchResult RunPaced(const Config& c, const std::string& name, client::Client& c
   double secs = std::chrono::duration<double>(BenchClock::now() - start).count();
   BenchResult r = MakeResult(name, acked.load(), kPayload.size(), secs, lat);
   cpu.Add(r, acked.load());
+  const auto stats1 = cl.stats();
   r.extra["target_rate"] = rate;
   r.extra["errors"] = static_cast<double>(failed.load());
   r.extra["max_in_flight"] = static_cast<double>(max_outstanding);
+  if (stats1.sequencer_calls > stats0.sequencer_calls) {
+    r.extra["appends_per_seq_call"] =
+        static_cast<double>(stats1.tokens - stats0.tokens) /
+        static_cast<double>(stats1.sequencer_calls - stats0.sequencer_calls);
+  }
   r.extra["max_batch"] = c.max_batch;
   r.extra["append_threads"] = c.append_threads;
   return r;

@@ -74,9 +74,15 @@ std::vector<Status> WriteChain(ReplicaIo& io, const Chain& chain,
     std::vector<size_t> next_live;
     std::vector<size_t> to_send = std::move(live);
     for (int round = 0; !to_send.empty(); ++round) {
-      std::vector<proto::LogEntry> batch;
-      batch.reserve(to_send.size());
-      for (size_t idx : to_send) batch.push_back(entries[idx]);
+      // `to_send` is ascending; when it holds every entry (the usual case:
+      // all succeeded so far), send `entries` itself rather than a copy.
+      std::vector<proto::LogEntry> subset;
+      if (to_send.size() != entries.size()) {
+        subset.reserve(to_send.size());
+        for (size_t idx : to_send) subset.push_back(entries[idx]);
+      }
+      const std::vector<proto::LogEntry>& batch =
+          to_send.size() == entries.size() ? entries : subset;
       auto results = io.WriteBatch(unit, batch);
       if (!results.ok()) {
         for (size_t idx : to_send) {

@@ -4,6 +4,9 @@
 
 #include "tally/client/client.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+
 #include <algorithm>
 #include <map>
 
@@ -181,11 +184,51 @@ Result<seqpb::TailResponse> Client::Impl::SeqTail(const Layout& l,
 
 // --- RpcReplicaIo ---
 
+namespace {
+
+// A request already in wire form, for the typed call path (which asks its
+// request for SerializeToString).
+struct EncodedRequest {
+  std::string bytes;
+  bool SerializeToString(std::string* out) const {
+    *out = bytes;
+    return true;
+  }
+};
+
+// Exactly what proto::WriteBatchRequest{epoch, entries}.SerializeToString
+// gives (fields in number order), without copying the entries.
+std::string EncodeWriteBatchRequest(uint64_t epoch, const std::vector<proto::LogEntry>& entries) {
+  using google::protobuf::internal::WireFormatLite;
+  using google::protobuf::io::CodedOutputStream;
+  size_t total = 0;
+  if (epoch != 0) total += 1 + CodedOutputStream::VarintSize64(epoch);
+  for (const auto& e : entries) {
+    const size_t len = e.ByteSizeLong();
+    total += 1 + CodedOutputStream::VarintSize64(len) + len;
+  }
+  std::string out;
+  out.resize(total);
+  auto* p = reinterpret_cast<uint8_t*>(out.data());
+  if (epoch != 0) {
+    p = WireFormatLite::WriteUInt64ToArray(proto::WriteBatchRequest::kEpochFieldNumber, epoch, p);
+  }
+  for (const auto& e : entries) {
+    p = WireFormatLite::WriteTagToArray(proto::WriteBatchRequest::kEntriesFieldNumber,
+                                        WireFormatLite::WIRETYPE_LENGTH_DELIMITED, p);
+    p = CodedOutputStream::WriteVarint32ToArray(static_cast<uint32_t>(e.GetCachedSize()), p);
+    p = e.SerializeWithCachedSizesToArray(p);
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<std::vector<Status>> RpcReplicaIo::WriteBatch(const std::string& unit,
                                                      const std::vector<proto::LogEntry>& entries) {
-  proto::WriteBatchRequest req;
-  req.set_epoch(layout_.epoch().value());
-  for (const auto& e : entries) *req.add_entries() = e;
+  // The bytes of a WriteBatchRequest{epoch, entries}, encoded from
+  // `entries` in place rather than copied into a request message first.
+  const EncodedRequest req{EncodeWriteBatchRequest(layout_.epoch().value(), entries)};
   auto r = impl_->Call<proto::WriteBatchResponse>(unit, "log.write_batch", req, deadline_);
   if (!r.ok()) return r.status();
   if (r->results_size() != static_cast<int>(entries.size())) {

@@ -135,6 +135,12 @@ void Client::Impl::RunBatch(std::vector<std::unique_ptr<PendingAppend>> batch) {
   }
   std::vector<Status> results(n);
   RpcReplicaIo io(this, *layout, DeadlineFromNow());
+  if (by_chain.size() == 1) {
+    // One chain (one stripe, or a batch within one): write the entries as
+    // they are, without regrouping (a copy of every entry).
+    results = internal::WriteChain(io, *by_chain.begin()->first, entries, &chain_counters);
+    by_chain.clear();
+  }
   for (const auto& [chain, idxs] : by_chain) {
     std::vector<proto::LogEntry> group;
     group.reserve(idxs.size());

@@ -39,10 +39,18 @@ void LogUnit::Impl::WriteBatch(proto::WriteBatchRequest req,
   store->Append(std::move(records),
                 [out = std::move(out), early = std::move(early),
                  submitted = std::move(submitted)](std::vector<Status> results) mutable {
+                  // An OK result is a default Error (code 0): only failures
+                  // are filled in.
                   proto::WriteBatchResponse resp;
-                  for (auto& st : early) *resp.add_results() = net::ToProto(st);
+                  resp.mutable_results()->Reserve(static_cast<int>(early.size()));
+                  for (auto& st : early) {
+                    proto::Error* e = resp.add_results();
+                    if (!st.ok()) *e = net::ToProto(st);
+                  }
                   for (size_t k = 0; k < results.size(); ++k) {
-                    *resp.mutable_results(submitted[k]) = net::ToProto(results[k]);
+                    if (!results[k].ok()) {
+                      *resp.mutable_results(submitted[k]) = net::ToProto(results[k]);
+                    }
                   }
                   out.Ok(resp);
                 });
