@@ -187,12 +187,15 @@ void Client::Impl::RunBatch(std::vector<std::unique_ptr<PendingAppend>> batch) {
     }
     p->attempts++;
     if (p->attempts >= options.max_append_attempts || NowNanos() >= p->deadline_nanos) {
-      p->done(Status(st.code(), "append gave up after " + std::to_string(p->attempts) +
-                                    " tokens; last: " + st.message() +
-                                    (lost ? "; readers fill holes faster than this writer "
-                                            "writes: raise hole_fill_timeout or retry"
-                                          : "; the layout did not move to a newer epoch: retry "
-                                            "after reconfiguration")));
+      // An epoch error at the deadline is transient for the caller (the
+      // client follows epochs itself): Unavailable, as documented.
+      p->done(Status(lost ? st.code() : Code::kUnavailable,
+                     "append gave up after " + std::to_string(p->attempts) +
+                         " tokens; last: " + st.message() +
+                         (lost ? "; readers fill holes faster than this writer "
+                                 "writes: raise hole_fill_timeout or retry"
+                               : "; no newer epoch took it before retry_deadline: retry "
+                                 "after the reconfiguration")));
       continue;
     }
     // Get the payload back for the next attempt.
@@ -218,27 +221,45 @@ Result<std::optional<Address>> Client::Impl::CompleteInNewEpoch(const proto::Log
     }
     SleepNanos(pause);
   }
-  std::shared_ptr<const Layout> now = CurrentLayout();
   const Address address(entry.address());
-  const Chain& chain = now->ChainFor(address);
-  RpcReplicaIo io(this, *now, DeadlineFromNow());
-  auto head = io.Read(chain.front(), address);
-  if (!head.ok() || !internal::SameEntry(*head, entry)) {
-    // Not ours at the new head (unwritten, a hole, another entry, or the
-    // head cannot say): our copy, if any, is on a unit the new epoch left
-    // out, so it is invisible; a new token is safe.
-    return std::optional<Address>();
-  }
-  if (chain.size() > 1) {
-    Status st = internal::CompleteChain(io, chain, 1, entry);
-    if (!st.ok()) {
-      return st.WithContext("address " + std::to_string(address.value()) +
-                            " holds this append at its chain head after an epoch change, but "
-                            "completing its chain failed; readers will complete it: do not "
-                            "append it again");
+  const std::string where = "address " + std::to_string(address.value()) + " (epoch " +
+                            std::to_string(entry.epoch()) + ", sealed)";
+  while (true) {
+    std::shared_ptr<const Layout> now = CurrentLayout();
+    const Chain& chain = now->ChainFor(address);
+    RpcReplicaIo io(this, *now, DeadlineFromNow());
+    auto head = io.Read(chain.front(), address);
+    Status failed;
+    if (!head.ok() && head.status().code() != Code::kUnwritten) {
+      // The head cannot say (down, unreachable, sealed at a newer epoch):
+      // it may hold this entry, so a new token could put the payload in
+      // the log twice.
+      failed = head.status().WithContext(where + ": the new chain head " + chain.front() +
+                                         " cannot say whether it holds this append");
+    } else if (!head.ok() || !internal::SameEntry(*head, entry)) {
+      // Not ours at the new head (unwritten, a hole, another entry): our
+      // copy, if any, is on a unit the new epoch left out, so it is
+      // invisible; a new token is safe.
+      return std::optional<Address>();
+    } else if (chain.size() > 1) {
+      failed = internal::CompleteChain(io, chain, 1, entry);
+      if (!failed.ok()) {
+        failed = failed.WithContext(where +
+                                    " holds this append at its chain head, but "
+                                    "completing its chain failed");
+      }
     }
+    if (failed.ok()) return std::optional<Address>(address);
+    if (internal::IsEpochError(failed) && RefreshLayout(now->epoch())) continue;
+    if (!internal::IsEpochError(failed) && !internal::IsTransient(failed)) return failed;
+    const int64_t pause = backoff.NextNanos();
+    if (NowNanos() + pause >= deadline_nanos) {
+      return Unavailable(failed.message() +
+                         "; gave up at the retry deadline: the append may or may not be in the "
+                         "log (do not append it again blindly)");
+    }
+    SleepNanos(pause);
   }
-  return std::optional<Address>(address);
 }
 
 void Client::AppendAsync(std::string payload, std::vector<StreamId> streams, AppendCallback done) {

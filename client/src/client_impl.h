@@ -183,7 +183,16 @@ Result<T> Client::Impl::WithLayout(
     if (!epoch_error && !internal::IsTransient(st)) return r;
     if (epoch_error && RefreshLayout(current->epoch())) continue;
     const int64_t pause = backoff.NextNanos();
-    if (NowNanos() + pause >= deadline) return r;
+    if (NowNanos() + pause >= deadline) {
+      if (!epoch_error) return r;
+      // Units sealed above our epoch, and no newer layout agreed: an epoch
+      // change is under way or stalled. Not the caller's to fix (the client
+      // follows epochs itself): transient.
+      return Unavailable(st.message() + "; no layout newer than epoch " +
+                         std::to_string(current->epoch().value()) +
+                         " was agreed within retry_deadline (a reconfiguration is under way "
+                         "or stalled); retry later");
+    }
     SleepNanos(pause);
   }
 }

@@ -28,12 +28,15 @@ Result<BootstrapState> MergeUnitViews(const proto::Layout& layout,
   for (int i = 0; i < layout.segments_size(); ++i) {
     const auto& seg = layout.segments(i);
     for (int s = 0; s < seg.stripes_size(); ++s) {
-      bool covered = false;
-      for (const auto& ep : seg.stripes(s).log_units()) covered |= answered.count(ep) > 0;
-      if (!covered) {
-        return Unavailable("no log unit of segment " + std::to_string(i) + " stripe " +
+      // The head: it holds every entry any unit of its chain holds (writes
+      // go head first), including writes the old epoch left half done that
+      // their writers or readers complete in this one. Another unit's view
+      // misses those, and the streams would lose them.
+      const auto& units = seg.stripes(s).log_units();
+      if (units.empty() || answered.count(units[0]) == 0) {
+        return Unavailable("the head of segment " + std::to_string(i) + " stripe " +
                            std::to_string(s) + " " + ChainString(seg.stripes(s)) +
-                           " answered; start at least one of them");
+                           " did not answer; start it, or reconfigure it out");
       }
     }
   }

@@ -9,6 +9,7 @@
 #include "tally/client/node_add.h"
 #include "tally/client/reconfigure.h"
 #include "tally/net/typed.h"
+#include "tally/proto/logunit.pb.h"
 
 namespace tally::server {
 
@@ -220,44 +221,131 @@ void FailureDetector::Round(proto::Layout& layout) {
   const auto answers = PingAll(ping);
   std::map<std::string, std::pair<bool, int64_t>> removed_answers;
   if (removed.count(self_) != 0) removed_answers[self_] = {true, 0};  // we answer ourselves
+  std::set<std::string> answered{self_};
   for (const auto& [peer, result] : answers) {
     if (removed.count(peer) != 0) removed_answers[peer] = result;
     if (watch.count(peer) == 0) continue;
     if (result.first) {
       peers_[peer].Success(now, result.second);
+      answered.insert(peer);
     } else {
       peers_[peer].Failure(now);
     }
   }
   if (!IsDecisionMaker(layout)) {
+    sealed_ahead_since_ = 0;
     MaybeHeal(layout, removed, removed_answers);
     return;
   }
+  // Every suspect leaves in one change: a layout without only one of two
+  // dead units of a chain still names the other, and sealing it (every unit
+  // of the new layout) could never succeed.
+  proto::Layout next = layout;
+  std::string gone;
   for (const auto& peer : watch) {
     if (!peers_[peer].Suspected(clock_->NowNanos(), options_.misses, min_timeout)) continue;
-    auto next = client::LayoutWithout(layout, peer);
-    if (!next.ok()) continue;  // only a layout server, or the last replica: nothing to do
-    spdlog::warn("node {}: {} unreachable for {} pings; reconfiguring to epoch {} without it",
-                 self_id_.value(), peer, options_.misses, next->epoch());
-    client::ReconfigureOptions ro;
-    ro.rpc_timeout = options_.ping_timeout * 2;
-    ro.seal_deadline = std::chrono::milliseconds(2000);
-    ro.proposer = self_id_;
-    ro.threads = threads_;
-    ro.clock = clock_;
-    auto committed = client::Reconfigure(*transport_, *next, ro);
-    if (committed.ok()) {
-      spdlog::info("node {}: epoch {} committed (sequencer {})", self_id_.value(),
-                   committed->epoch(), committed->sequencers(0));
-      layout = *committed;
-      peers_.clear();
-    } else {
-      spdlog::warn("node {}: reconfiguration without {} failed: {}", self_id_.value(), peer,
-                   committed.status().ToString());
-    }
-    return;  // one change per round; judge again in the new epoch
+    auto without = client::LayoutWithout(next, peer);
+    if (!without.ok()) continue;  // only a layout server, or the last replica: nothing to do
+    without->set_epoch(layout.epoch() + 1);
+    next = std::move(*without);
+    gone += (gone.empty() ? "" : ", ") + peer;
   }
-  MaybeHeal(layout, removed, removed_answers);
+  if (!gone.empty()) {
+    spdlog::warn("node {}: {} unreachable for {} pings; reconfiguring to epoch {} without it",
+                 self_id_.value(), gone, options_.misses, next.epoch());
+  } else if (healer_ == nullptr && StalledSeal(layout, answered)) {
+    // Units sealed at e + 1 refuse epoch e, and no layout of e + 1 was
+    // agreed for a while: whoever sealed them (a decision maker that
+    // crashed, a `node add` that died mid-copy) is gone. Finish the change
+    // with the members as they are (Paxos keeps a layout already accepted
+    // for e + 1, if any).
+    next.set_epoch(layout.epoch() + 1);
+    spdlog::warn(
+        "node {}: a unit is sealed above epoch {} with no layout agreed for {} ms; "
+        "committing epoch {} with the same members",
+        self_id_.value(), layout.epoch(), options_.stalled_seal_grace.count(), next.epoch());
+  } else {
+    MaybeHeal(layout, removed, removed_answers);
+    return;
+  }
+  sealed_ahead_since_ = 0;
+  client::ReconfigureOptions ro;
+  ro.rpc_timeout = options_.ping_timeout * 2;
+  ro.seal_deadline = std::chrono::milliseconds(2000);
+  ro.proposer = self_id_;
+  ro.threads = threads_;
+  ro.clock = clock_;
+  auto committed = client::Reconfigure(*transport_, next, ro);
+  if (committed.ok()) {
+    spdlog::info("node {}: epoch {} committed (sequencer {})", self_id_.value(), committed->epoch(),
+                 committed->sequencers(0));
+    layout = *committed;
+    peers_.clear();
+  } else {
+    spdlog::warn("node {}: reconfiguration to epoch {} failed: {}", self_id_.value(), next.epoch(),
+                 committed.status().ToString());
+  }
+  // One change per round; judge again in the new epoch.
+}
+
+bool FailureDetector::StalledSeal(const proto::Layout& layout,
+                                  const std::set<std::string>& answered) {
+  if (!SealedAhead(layout, answered)) {
+    sealed_ahead_since_ = 0;
+    return false;
+  }
+  const int64_t now = clock_->NowNanos();
+  if (sealed_ahead_since_ == 0) sealed_ahead_since_ = now;
+  return now - sealed_ahead_since_ >= std::chrono::nanoseconds(options_.stalled_seal_grace).count();
+}
+
+bool FailureDetector::SealedAhead(const proto::Layout& layout,
+                                  const std::set<std::string>& answered) {
+  // Only the units that answered this round's ping: a silent one would make
+  // the probe wait out its timeout, and delay detection.
+  std::set<std::string> units;
+  for (const auto& seg : layout.segments()) {
+    for (const auto& stripe : seg.stripes()) {
+      for (const auto& u : stripe.log_units()) {
+        if (answered.count(u) != 0) units.insert(u);
+      }
+    }
+  }
+  if (units.empty()) return false;
+  struct Gather {
+    std::mutex mu;
+    bool ahead = false;  // GUARDED_BY(mu)
+    size_t left = 0;     // GUARDED_BY(mu)
+    Threads::Wake wake;  // GUARDED_BY(mu)
+  };
+  auto g = std::make_shared<Gather>();
+  g->left = units.size();
+  proto::TailRequest req;
+  req.set_epoch(UINT64_MAX);  // never refused: the answer names the sealed epoch
+  net::CallOptions call;
+  call.timeout = options_.ping_timeout;
+  const uint64_t epoch = layout.epoch();
+  threads_->Wait([&](Threads::Wake wake) {
+    {
+      std::lock_guard lock(g->mu);
+      g->wake = wake;
+    }
+    for (const auto& unit : units) {
+      net::CallTyped<proto::TailResponse>(*transport_->Connect(unit), "log.tail", req, call,
+                                          [g, epoch](Result<proto::TailResponse> r) {
+                                            Threads::Wake done;
+                                            {
+                                              std::lock_guard lock(g->mu);
+                                              if (r.ok() && r->sealed_epoch() > epoch)
+                                                g->ahead = true;
+                                              if (--g->left == 0) done = g->wake;
+                                            }
+                                            if (done) done();
+                                          });
+    }
+  });
+  std::lock_guard lock(g->mu);
+  return g->ahead;
 }
 
 void FailureDetector::Loop() {

@@ -11,7 +11,8 @@
 // with the lowest node id that this node can reach (itself included).
 // A peer that the decision maker cannot reach is removed even if others
 // can (asymmetric failures are treated as symmetric). The decision maker
-// runs client::Reconfigure with the layout without the suspect; Paxos makes
+// runs client::Reconfigure with the layout without every suspect (one
+// change, so two dead units of one chain leave together); Paxos makes
 // concurrent decision makers (e.g. across a partition) agree on one layout
 // per epoch.
 //
@@ -47,6 +48,10 @@ struct FailureDetectorOptions {
   int heal_after = 3;
   std::chrono::milliseconds heal_backoff{1000};
   std::chrono::milliseconds heal_backoff_max{30000};
+  // A unit sealed above the committed epoch this long with no newer layout
+  // agreed: the decision maker commits the next epoch with the same members
+  // (the reconfiguration that sealed it died between seal and commit).
+  std::chrono::milliseconds stalled_seal_grace{1000};
   // Per RPC of a healing's state transfer, seal and Paxos.
   std::chrono::milliseconds heal_rpc_timeout{5000};
   Threads* threads = nullptr;  // nullptr: SystemThreads()
@@ -90,6 +95,13 @@ class FailureDetector {
   // Pings every peer at once: peer -> (answered, round-trip nanos).
   std::map<std::string, std::pair<bool, int64_t>> PingAll(const std::set<std::string>& peers);
   bool IsDecisionMaker(const proto::Layout& layout);
+  // Whether a log unit of `layout` among `answered` is sealed above
+  // layout.epoch(): a reconfiguration sealed it and no layout of the next
+  // epoch is agreed (yet).
+  bool SealedAhead(const proto::Layout& layout, const std::set<std::string>& answered);
+  // SealedAhead for at least stalled_seal_grace in a row: its reconfigurer
+  // is gone (it crashed, or lost its majority, between seal and commit).
+  bool StalledSeal(const proto::Layout& layout, const std::set<std::string>& answered);
   // Nodes the layout lists that no chain holds and that could join one.
   std::set<std::string> Removed(const proto::Layout& layout) const;
   // Starts healing a removed node that answered often enough, if none is
@@ -114,6 +126,7 @@ class FailureDetector {
   Clock* const clock_;
   std::map<std::string, PeerHealth> peers_;     // detector thread only
   std::map<std::string, Returning> returning_;  // detector thread only
+  int64_t sealed_ahead_since_ = 0;              // detector thread only; 0: not sealed ahead
   // The healing thread, if one was started (joined by the detector thread).
   std::unique_ptr<ThreadHandle> healer_;
   std::atomic<bool> healing_{false};

@@ -98,6 +98,20 @@ TEST(MergeUnitViewsTest, NeedsOneReplicaOfEveryStripe) {
       << missing.status().ToString();
 }
 
+TEST(MergeUnitViewsTest, NeedsTheHeadOfEveryStripe) {
+  // The tail of a chain misses what only its head holds: writes the last
+  // epoch left half done, which are completed (and acknowledged) later.
+  proto::Layout l = OneSegment({{"a", "b"}, {"c"}});
+  std::map<std::string, UnitView> views;
+  views["b"] = UnitView{};
+  views["c"] = UnitView{};
+  auto missing = MergeUnitViews(l, views);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), Code::kUnavailable);
+  EXPECT_NE(missing.status().message().find("stripe 0 [a, b]"), std::string::npos)
+      << missing.status().ToString();
+}
+
 TEST(MergeUnitViewsTest, TakesTheHighestTailAndTheUnionOfMaps) {
   proto::Layout l = OneSegment({{"a", "b"}, {"c"}});
   const StreamId s = StreamId::FromName("ports");
