@@ -1,5 +1,7 @@
 #include "history.h"
 
+#include <algorithm>
+
 namespace tally::sim {
 
 namespace {
@@ -98,6 +100,51 @@ void History::ReplicaMissing(const std::string& unit, uint64_t address, const St
                               st.ToString() + "): a settled address must be on every replica");
 }
 
+void History::EpochObserved(const std::string& who, uint64_t epoch) {
+  auto [it, fresh] = last_epoch_.emplace(who, epoch);
+  if (fresh) {
+    ++epoch_observations_;
+    return;
+  }
+  if (epoch == it->second) return;
+  ++epoch_observations_;
+  if (epoch < it->second) {
+    early_violations_.push_back(who + " went back from epoch " + std::to_string(it->second) +
+                                " to epoch " + std::to_string(epoch) + ": epochs must only grow");
+  }
+  it->second = epoch;
+}
+
+void History::LayoutCommitted(const std::string& who, uint64_t epoch, const std::string& layout) {
+  auto [it, fresh] = committed_.emplace(epoch, std::make_pair(layout, who));
+  if (!fresh && it->second.first != layout) {
+    early_violations_.push_back("epoch " + std::to_string(epoch) + " committed differently by " +
+                                it->second.second + " and " + who + ": Paxos agreement broken");
+  }
+}
+
+void History::LayoutAdopted(const std::string& who, uint64_t epoch, const std::string& layout) {
+  auto& last = adopted_[who];
+  if (last.first == epoch && last.second == layout) return;
+  EpochObserved(who, epoch);
+  if (last.first == epoch && !last.second.empty() && last.second != layout) {
+    early_violations_.push_back(who + " ran two different layouts of epoch " +
+                                std::to_string(epoch));
+  }
+  last = {epoch, layout};
+  runs_.emplace(std::make_pair(epoch, layout), who);
+}
+
+void History::Sealed(const std::string& unit, uint64_t epoch) {
+  EpochObserved(unit + " seal", epoch);
+  uint64_t& s = sealed_[unit];
+  s = std::max(s, epoch);
+}
+
+uint64_t History::newest_committed_epoch() const {
+  return committed_.empty() ? 0 : committed_.rbegin()->first;
+}
+
 size_t History::holes() const {
   size_t n = 0;
   for (const auto& [a, s] : first_seen_) n += s.hole ? 1 : 0;
@@ -131,6 +178,29 @@ std::vector<std::string> History::Check(uint64_t final_tail) const {
     if (!fresh) {
       out.push_back("payload '" + it->second.payload + "' is in the log twice: at " + A(w->second) +
                     " and " + A(a));
+    }
+  }
+  // Every epoch a client ran was committed, as that very layout; a seal
+  // prepares at most the epoch after the newest committed one.
+  for (const auto& [run, who] : runs_) {
+    const auto& [epoch, layout] = run;
+    auto it = committed_.find(epoch);
+    if (it == committed_.end()) {
+      out.push_back(who + " ran epoch " + std::to_string(epoch) +
+                    " but no layout server committed it");
+    } else if (it->second.first != layout) {
+      out.push_back(who + " ran a layout of epoch " + std::to_string(epoch) +
+                    " that differs from the one committed (held by " + it->second.second + ")");
+    }
+  }
+  if (!committed_.empty()) {
+    const uint64_t newest = newest_committed_epoch();
+    for (const auto& [unit, epoch] : sealed_) {
+      if (epoch > newest + 1) {
+        out.push_back(unit + " is sealed at epoch " + std::to_string(epoch) +
+                      " but the newest committed epoch is " + std::to_string(newest) +
+                      ": a seal ran ahead of agreement");
+      }
     }
   }
   // Replicas agree with what readers saw.

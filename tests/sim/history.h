@@ -14,7 +14,16 @@
 //  - replicas agree: every replica of a chain that holds an address holds
 //    the same entry there;
 //  - errors are honest: an operation fails only with the codes its contract
-//    names for the faults injected.
+//    names for the faults injected;
+//  - epochs only grow: no observer (a client's layout, a layout server's
+//    latest committed epoch, a log unit's seal) ever goes back to an older
+//    epoch, across crashes and restarts included;
+//  - every committed layout was agreed: all reports of an epoch's committed
+//    layout are the same layout;
+//  - every running epoch was committed: a layout a client runs is the
+//    committed layout of its epoch (epoch 0: the bootstrap layout), and no
+//    unit is sealed beyond the epoch after the newest committed one (a seal
+//    only ever prepares the next epoch).
 
 #include <cstdint>
 #include <map>
@@ -60,6 +69,18 @@ class History {
   // (or failed to answer with `st`) after the final pass settled it.
   void ReplicaMissing(const std::string& unit, uint64_t address, const Status& st);
 
+  // Epochs and layouts. Layouts are compared as serialized bytes.
+  // Layout server (or the bootstrap, for epoch 0) `who` holds `layout` as
+  // the committed layout of `epoch`.
+  void LayoutCommitted(const std::string& who, uint64_t epoch, const std::string& layout);
+  // Client `who` runs `layout` of `epoch` (each sample of its layout).
+  void LayoutAdopted(const std::string& who, uint64_t epoch, const std::string& layout);
+  // Observer `who` is at `epoch` now (e.g. a layout server's latest
+  // committed epoch): it must never be below an earlier observation.
+  void EpochObserved(const std::string& who, uint64_t epoch);
+  // Log unit `unit` is sealed at `epoch` (an observation, as above).
+  void Sealed(const std::string& unit, uint64_t epoch);
+
   // Checks every invariant; one line per violation (empty: all hold).
   // `final_tail`: the global tail after the run; every address below it must
   // have been read by the final checker (a read per address).
@@ -68,6 +89,10 @@ class History {
   size_t acked() const { return acked_.size(); }
   size_t append_failures() const { return append_failures_; }
   size_t reads() const { return reads_; }
+  // Epoch observations recorded (changes only) and the highest committed
+  // epoch reported.
+  size_t epoch_observations() const { return epoch_observations_; }
+  uint64_t newest_committed_epoch() const;
   size_t holes() const;
   // Error code name -> count, over appends and reads (for reports).
   const std::map<std::string, int>& error_counts() const { return errors_; }
@@ -79,6 +104,12 @@ class History {
   std::map<uint64_t, std::string> first_who_;  // address -> who read it first
   std::map<std::string, std::map<uint64_t, Seen>> replicas_;
   std::map<std::string, int> errors_;
+  std::map<std::string, uint64_t> last_epoch_;  // observer -> last epoch seen
+  std::map<uint64_t, std::pair<std::string, std::string>> committed_;  // epoch -> (layout, who)
+  std::map<std::string, std::pair<uint64_t, std::string>> adopted_;    // client -> (epoch, layout)
+  std::map<std::pair<uint64_t, std::string>, std::string> runs_;  // (epoch, layout) -> first client
+  std::map<std::string, uint64_t> sealed_;                        // unit -> highest sealed epoch
+  size_t epoch_observations_ = 0;
   bool io_errors_allowed_ = false;
   size_t append_failures_ = 0;
   size_t reads_ = 0;

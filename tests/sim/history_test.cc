@@ -124,5 +124,79 @@ TEST(HistoryTest, EntryStampedWithAnotherAddress) {
   EXPECT_TRUE(Mentions(h.Check(0), "stamped address 5"));
 }
 
+TEST(HistoryTest, EpochsThatOnlyGrowPass) {
+  History h;
+  h.LayoutCommitted("bootstrap", 0, "L0");
+  h.LayoutCommitted("node-0", 1, "L1");
+  h.LayoutCommitted("node-1", 1, "L1");
+  h.LayoutCommitted("node-1", 2, "L2");
+  h.LayoutAdopted("client-0", 0, "L0");
+  h.LayoutAdopted("client-0", 0, "L0");  // samples repeat
+  h.LayoutAdopted("client-0", 2, "L2");  // epochs may be skipped
+  h.LayoutAdopted("client-1", 1, "L1");
+  h.EpochObserved("node-0 layout server", 1);
+  h.EpochObserved("node-0 layout server", 1);
+  h.EpochObserved("node-0 layout server", 2);
+  h.Sealed("node-1", 2);
+  h.Sealed("node-1", 3);  // the next epoch's seal, before its agreement
+  EXPECT_TRUE(h.Check(0).empty()) << h.Check(0).front();
+  EXPECT_EQ(h.newest_committed_epoch(), 2u);
+  EXPECT_EQ(h.epoch_observations(), 7u);
+}
+
+TEST(HistoryTest, AnEpochGoingBack) {
+  History h;
+  h.EpochObserved("node-2 layout server", 3);
+  h.EpochObserved("node-2 layout server", 2);
+  EXPECT_TRUE(Mentions(h.Check(0), "node-2 layout server went back from epoch 3 to epoch 2"));
+
+  History c;
+  c.LayoutCommitted("node-0", 1, "L1");
+  c.LayoutCommitted("node-0", 2, "L2");
+  c.LayoutAdopted("client-0", 2, "L2");
+  c.LayoutAdopted("client-0", 1, "L1");
+  EXPECT_TRUE(Mentions(c.Check(0), "client-0 went back from epoch 2 to epoch 1"));
+
+  History s;
+  s.LayoutCommitted("node-0", 4, "L4");
+  s.Sealed("node-1", 4);
+  s.Sealed("node-1", 3);  // e.g. a seal lost in a restart
+  EXPECT_TRUE(Mentions(s.Check(0), "node-1 seal went back from epoch 4 to epoch 3"));
+}
+
+TEST(HistoryTest, TwoLayoutsCommittedForOneEpoch) {
+  History h;
+  h.LayoutCommitted("node-0", 1, "without node-1");
+  h.LayoutCommitted("node-2", 1, "without node-0");
+  EXPECT_TRUE(Mentions(h.Check(0), "epoch 1 committed differently by node-0 and node-2"));
+}
+
+TEST(HistoryTest, RunningAnEpochThatWasNotCommitted) {
+  History h;
+  h.LayoutCommitted("bootstrap", 0, "L0");
+  h.LayoutCommitted("node-0", 1, "L1");
+  h.LayoutAdopted("client-0", 2, "L2");
+  EXPECT_TRUE(Mentions(h.Check(0), "client-0 ran epoch 2 but no layout server committed it"));
+
+  History other;
+  other.LayoutCommitted("node-1", 1, "L1");
+  other.LayoutAdopted("client-1", 1, "L1 proposed by a loser");
+  EXPECT_TRUE(Mentions(other.Check(0), "client-1 ran a layout of epoch 1 that differs"));
+
+  History two;
+  two.LayoutCommitted("node-1", 1, "L1");
+  two.LayoutAdopted("client-2", 1, "L1");
+  two.LayoutAdopted("client-2", 1, "L1'");
+  EXPECT_TRUE(Mentions(two.Check(0), "client-2 ran two different layouts of epoch 1"));
+}
+
+TEST(HistoryTest, ASealAheadOfAgreement) {
+  History h;
+  h.LayoutCommitted("node-0", 1, "L1");
+  h.Sealed("node-2", 3);
+  EXPECT_TRUE(
+      Mentions(h.Check(0), "node-2 is sealed at epoch 3 but the newest committed epoch is 1"));
+}
+
 }  // namespace
 }  // namespace tally::sim

@@ -6,17 +6,25 @@
 // real client::Clients, all on an InProcessNetwork driven by a SimScheduler,
 // with blocking code on net::SimThreads. Faults: seeded message delay,
 // reordering and drops; node crash (with a power cut that drops unsynced
-// data) and restart; injected sync failures.
+// data) and restart; injected sync failures; partitions (links cut between
+// chosen names, one way or both, then healed).
 //
 // Threading: everything runs on the scheduler's thread or on SimThreads, one
-// at a time. Crash/restart block (they join the sequencer's bootstrap), so
-// call them from a SimThread or from the main thread outside a task.
+// at a time. Restart blocks (it waits for the crash's teardown), so call
+// StartNode and CrashNode from a SimThread or from the main thread outside
+// a task.
 
 #include <rocksdb/env.h>
 
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "node.h"
@@ -34,6 +42,9 @@ struct SimClusterOptions {
   uint64_t seed = 1;
   int nodes = 3;    // each a log unit; node 0 also the sequencer
   int stripes = 1;  // chains of min(3, nodes) units, rotated per stripe
+  // The primary sequencer's node. With layout_servers, the others follow it
+  // in the sequencer list as standbys (primary_sequencer + 1, ..., wrapping).
+  int primary_sequencer = 0;
   net::SimLinkOptions links{.min_delay_nanos = 50'000, .max_delay_nanos = 2'000'000};
   // Every node is also a layout server and a (standby) sequencer, the
   // layout lists them, and RemoveNode reconfigures through them.
@@ -70,8 +81,11 @@ class SimCluster {
 
   // (Re)starts node `i` on its disk. Errors: as server::Node::Start.
   Status StartNode(int i);
-  // Kills node `i`: it stops serving at once (calls in flight fail), then
-  // its disk loses every write not yet synced (a power cut).
+  // Kills node `i` (no-op if it is down): from now on nothing it sends or
+  // is sent arrives, and up(i) is false. In the background its threads wind
+  // down (a reconfiguration it runs fails), then its endpoint refuses calls
+  // and its disk loses every write not yet synced (a power cut); StartNode
+  // waits for that.
   void CrashNode(int i);
   bool up(int i) const { return nodes_[i].node != nullptr; }
   int size() const { return static_cast<int>(nodes_.size()); }
@@ -80,6 +94,11 @@ class SimCluster {
   // (client::Reconfigure), as a failure detector would. Blocks: call from a
   // SimThread. Returns the committed layout, which becomes layout().
   Result<proto::Layout> RemoveNode(int i);
+  // Proposes `next` (epoch layout().epoch() + 1) as RemoveNode does: seal,
+  // then Paxos as proposer `proposer`. Returns the layout committed for that
+  // epoch (another decision maker's, if it won: compare), which becomes
+  // layout(). Errors: as client::Reconfigure. Blocks: call from a SimThread.
+  Result<proto::Layout> Reconfigure(const proto::Layout& next, NodeId proposer = NodeId(1000));
   // Adopts the newest layout the layout servers committed (e.g. after the
   // nodes' failure detectors reconfigured). Blocks: call from a SimThread.
   Result<proto::Layout> RefreshLayout();
@@ -91,6 +110,35 @@ class SimCluster {
   // Returns one line per violation.
   std::vector<std::string> CheckCommittedLayouts();
 
+  // What the layout servers of the nodes that are up hold, read in process
+  // (no message, no partition in the way): (node name, committed layout),
+  // for every epoch from 1 up that each holds. Call from a SimThread or
+  // outside the run.
+  std::vector<std::pair<std::string, proto::Layout>> CommittedLayouts();
+  // The committed layout of the highest epoch any node that is up holds
+  // (in process), or layout() if none holds one.
+  proto::Layout NewestCommitted();
+  // Each up node's log unit's sealed epoch (log.tail over an observer
+  // transport, all at once, `timeout` each; a unit that does not answer is
+  // left out). Blocks: call from a SimThread.
+  std::map<int, uint64_t> SealedEpochs(std::chrono::milliseconds timeout);
+
+  // Partitions, seeded and traced like every other fault. Names are
+  // transport names: NodeName(i) for a node (its server and the calls it
+  // makes) and a client's name. A cut drops every message from a name in
+  // `from` to a name in `to`, requests and responses alike, so a call across
+  // a one-way cut may take effect while its caller only sees a timeout;
+  // `both_ways` cuts the reverse direction too. A name's links to itself
+  // and observer transports' links are never cut. Thread-safe.
+  void Cut(const std::vector<std::string>& from, const std::vector<std::string>& to,
+           bool both_ways);
+  // Cuts `name` off from every other name, present or future, both ways.
+  void Isolate(const std::string& name);
+  // Removes every cut and isolation.
+  void Heal();
+  // Messages dropped by cuts (and by crashes, CrashNode) so far.
+  uint64_t cut_messages() const;
+
   // The next `count` syncs on node `i`'s disk fail (the unit then refuses
   // writes until it restarts).
   void FailSyncs(int i, int count);
@@ -100,6 +148,8 @@ class SimCluster {
   Result<std::unique_ptr<client::Client>> NewClient(
       const std::string& name, const std::function<void(client::ClientOptions&)>& tweak = nullptr);
   std::unique_ptr<net::Transport> NewTransport(const std::string& name);
+  // A transport for the test's own observers: partitions never cut it.
+  std::unique_ptr<net::Transport> NewObserverTransport(const std::string& name);
 
   // Drop probability of every message from now on.
   void SetDropProbability(double p);
@@ -125,8 +175,11 @@ class SimCluster {
     std::unique_ptr<SeededRandom> random;
     std::unique_ptr<net::Transport> transport;
     std::unique_ptr<server::Node> node;
+    // Tears a crashed node down, then cuts its power (CrashNode).
+    std::unique_ptr<ThreadHandle> reaper;
   };
   void InstallLinkPolicy();
+  bool IsCutLocked(std::string_view from, std::string_view to) const;
 
   const SimClusterOptions options_;
   std::shared_ptr<net::SimScheduler> sched_;
@@ -136,6 +189,13 @@ class SimCluster {
   std::string slow_sender_;
   int64_t slow_extra_nanos_ = 0;
   uint64_t link_seed_ = 0;
+  mutable std::mutex partition_mu_;
+  std::set<std::pair<std::string, std::string>> cuts_;  // GUARDED_BY(partition_mu_)
+  std::set<std::string, std::less<>> isolated_;         // GUARDED_BY(partition_mu_)
+  std::set<std::string, std::less<>> observers_;        // GUARDED_BY(partition_mu_)
+  std::set<std::string, std::less<>> crashing_;         // GUARDED_BY(partition_mu_)
+  uint64_t cut_messages_ = 0;                           // GUARDED_BY(partition_mu_)
+  std::unique_ptr<net::Transport> observer_;            // SealedEpochs' transport
   proto::Layout layout_;
   std::unique_ptr<rocksdb::Env> rocks_env_;
   std::unique_ptr<net::InProcessNetwork> network_;
