@@ -205,7 +205,9 @@ class Adder {
     TALLY_RETURN_IF_ERROR(caught);
 
     ReconfigureOptions ro;
-    ro.rpc_timeout = options_.rpc_timeout;
+    ro.rpc_timeout = options_.reconfigure_rpc_timeout.count() > 0 ? options_.reconfigure_rpc_timeout
+                                                                  : options_.rpc_timeout;
+    ro.seal_deadline = options_.seal_deadline;
     ro.proposer = options_.proposer;
     ro.threads = threads_;
     ro.clock = options_.clock;

@@ -127,6 +127,9 @@ void FailureDetector::Heal(proto::Layout layout, std::string endpoint) {
                self_id_.value(), endpoint, layout.epoch());
   client::AddNodeOptions ao;
   ao.rpc_timeout = options_.heal_rpc_timeout;
+  // The seal and Paxos as in a removal: writes wait from the seal on.
+  ao.reconfigure_rpc_timeout = options_.ping_timeout * 2;
+  ao.seal_deadline = std::chrono::milliseconds(2000);
   ao.proposer = self_id_;
   ao.wipe_divergent = true;
   ao.threads = threads_;

@@ -52,7 +52,8 @@ struct FailureDetectorOptions {
   // agreed: the decision maker commits the next epoch with the same members
   // (the reconfiguration that sealed it died between seal and commit).
   std::chrono::milliseconds stalled_seal_grace{1000};
-  // Per RPC of a healing's state transfer, seal and Paxos.
+  // Per RPC of a healing's state transfer (its seal and Paxos use 2 x
+  // ping_timeout per RPC, retried until 2 s, like a removal).
   std::chrono::milliseconds heal_rpc_timeout{5000};
   Threads* threads = nullptr;  // nullptr: SystemThreads()
   Clock* clock = nullptr;      // nullptr: the real clock

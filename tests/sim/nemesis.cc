@@ -55,6 +55,9 @@ void ClientRun::Nemesis() {
     case Fault::kRacingRemove:
       RacingRemove();
       break;
+    case Fault::kCrashAndHeal:
+      CrashAndHeal();
+      break;
   }
   ++finished_;
 }
@@ -246,6 +249,39 @@ void ClientRun::RacingRemove() {
     CheckReconfigureError("the nemesis's reconfiguration", r.status());
   }
   AwaitRemoval(10'000 * kMs);
+  Settle();
+}
+
+void ClientRun::CrashAndHeal() {
+  Pause(80 * kMs);
+  const std::string name = SimCluster::NodeName(plan_.victim);
+  CrashForGood(plan_.victim);
+  AwaitRemoval(10'000 * kMs);
+  crashed_for_good_.erase(plan_.victim);
+  Sleep(plan_.restart_nanos);
+  const int64_t restarted_at = cluster_.scheduler().now();
+  Restart(plan_.victim);
+  // Healed: the node is back at full replication, in every chain (3 long).
+  auto healed = [&](const proto::Layout& l) {
+    if (l.segments_size() == 0) return false;
+    for (const auto& stripe : l.segments(l.segments_size() - 1).stripes()) {
+      const auto& u = stripe.log_units();
+      if (u.size() != 3 || std::find(u.begin(), u.end(), name) == u.end()) return false;
+    }
+    return true;
+  };
+  const int64_t deadline = restarted_at + 15'000 * kMs;
+  while (!healed(cluster_.NewestCommitted())) {
+    if (cluster_.scheduler().now() >= deadline) {
+      out_.violations.push_back(name +
+                                " restarted but was not brought back into its chains "
+                                "within 15 s (epoch " +
+                                std::to_string(cluster_.NewestCommitted().epoch()) + ")");
+      return;
+    }
+    Sleep(10 * kMs);
+  }
+  out_.healed_after_nanos = cluster_.scheduler().now() - restarted_at;
   Settle();
 }
 

@@ -144,6 +144,7 @@ Status SimCluster::StartNode(int i) {
   o.threads = threads_.get();
   o.inline_io = true;
   o.failure_detector = options_.failure_detector;
+  o.heal = options_.heal;
   trace_.Add("start " + NodeName(i));
   auto node = server::Node::Start(std::move(o), n.transport.get());
   if (!node.ok()) return node.status().WithContext("starting " + NodeName(i));

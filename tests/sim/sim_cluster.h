@@ -51,6 +51,9 @@ struct SimClusterOptions {
   bool layout_servers = false;
   // The layout servers' failure detectors run (and reconfigure on crashes).
   bool failure_detector = false;
+  // The failure detectors bring a removed node back when it answers again
+  // (healing: state transfer, then the layout with it).
+  bool heal = false;
 };
 
 // An order-sensitive 64-bit hash of everything a run did.

@@ -57,6 +57,21 @@ Plan Plan::Reconfiguration(uint64_t seed) {
   return p;
 }
 
+Plan Plan::Healing(uint64_t seed) {
+  SeededRandom r(seed * 0x9E3779B97F4A7C15ULL + 0x4EA1);
+  Plan p;
+  p.seed = seed;
+  p.fault = Fault::kCrashAndHeal;
+  p.stripes = 1 + static_cast<int>(seed % 2);
+  p.drop = (seed / 2) % 2 == 0 ? 0.0 : 0.003;
+  p.victim = static_cast<int>((seed / 4) % 3);
+  p.primary_sequencer = static_cast<int>((seed / 12) % 3);
+  p.detector = true;
+  p.restart = true;
+  p.restart_nanos = Between(r, 50, 1500);
+  return p;
+}
+
 Plan Plan::Partition(uint64_t seed) {
   static const Fault kKinds[] = {Fault::kIsolateSequencer, Fault::kIsolateUnit,
                                  Fault::kIsolateClient, Fault::kSplitDeciders};
@@ -192,6 +207,10 @@ std::string Plan::ToString() const {
     case Fault::kMinority:
       return s + v + " and, " + Ms(fault_nanos) + " later, " + N(second) +
              " crash for good (2 of 5 layout servers)";
+    case Fault::kCrashAndHeal:
+      return s + "primary sequencer " + N(primary_sequencer) + ", " + v +
+             " crashes, is taken out, restarts " + Ms(restart_nanos) +
+             " later and is healed back by the detectors";
     case Fault::kRacingRemove:
       return s + v + " crashes; the nemesis proposes its own layout without it " + Ms(fault_nanos) +
              " later, racing the detectors";

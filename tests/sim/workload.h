@@ -24,6 +24,7 @@ enum class Fault {
   kCrashDuringRemove,  // a node crashes while the nemesis (an operator) reconfigures
   kMinority,           // 2 of 5 layout servers crash for good, one after the other
   kRacingRemove,       // the nemesis and a failure detector reconfigure at once
+  kCrashAndHeal,       // a node crashes, is reconfigured out, restarts and is healed back
 };
 
 // Which way a cut between two sides goes.
@@ -72,6 +73,10 @@ struct Plan {
   // nemesis's reconfiguration, of a minority of layout servers, and a
   // reconfiguration racing a detector's.
   static Plan ReconfigurationFault(uint64_t seed);
+  // A node crashes (a power cut), the detectors take it out, it restarts
+  // and the detectors bring it back by state transfer (wiping it first if
+  // it holds divergent data), under load.
+  static Plan Healing(uint64_t seed);
 
   bool layout_servers() const { return fault != Fault::kRestarts; }
   bool faultless() const { return fault == Fault::kRestarts && drop == 0 && crashes == 0; }
@@ -98,6 +103,7 @@ struct Outcome {
   bool hit_mid_reconfiguration = false;  // a crash landed before the commit
   bool nemesis_won = false;              // kRacingRemove: its layout was chosen
   bool stream_check_skipped = false;     // a primary sequencer restarted in place
+  int64_t healed_after_nanos = 0;        // kCrashAndHeal: restart -> layout with it again
   std::vector<std::string> violations;
 
   bool operator==(const Outcome&) const = default;

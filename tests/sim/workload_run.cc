@@ -34,7 +34,8 @@ ClientRun::ClientRun(Plan plan)
                                            .max_delay_nanos = 2'000'000,
                                            .drop_probability = plan.drop},
                                  .layout_servers = plan.layout_servers(),
-                                 .failure_detector = plan.detector}) {}
+                                 .failure_detector = plan.detector,
+                                 .heal = plan.fault == Fault::kCrashAndHeal}) {}
 
 Outcome ClientRun::Run() {
   if (plan_.sync_faults) history_.AllowIoErrors();

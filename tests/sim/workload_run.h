@@ -45,6 +45,8 @@ class ClientRun {
   void Nemesis();
   void Restarts();
   void ReconfigureOut();
+  // kCrashAndHeal: crash, removal by the detectors, restart, healing.
+  void CrashAndHeal();
   void Isolate();
   void CutPair(const std::string& a, const std::string& b);
   void CrashDecider();
