@@ -50,23 +50,36 @@ void FailureDetector::Start() {
   thread_ = threads_->Start("failure-detector-" + self_, [this] { Loop(); });
 }
 
-std::map<std::string, std::pair<bool, int64_t>> FailureDetector::PingAll(
-    const std::set<std::string>& peers) {
-  // All at once, so a dead peer costs one ping_timeout per round, not one
-  // per peer. Answers land in `g`; the last one wakes us.
+namespace {
+
+// What one endpoint answered, and when (clock nanos).
+template <typename Resp>
+struct Answer {
+  Result<Resp> result = Internal("no answer");
+  int64_t at_nanos = 0;
+};
+
+// Calls `method(req)` on every endpoint at once and blocks (through
+// `threads`) until all answered or timed out, so a dead endpoint costs one
+// `timeout`, not one per endpoint.
+template <typename Resp, typename Req>
+std::map<std::string, Answer<Resp>> CallEach(net::Transport& transport,
+                                             const std::set<std::string>& endpoints,
+                                             const std::string& method, const Req& req,
+                                             std::chrono::milliseconds timeout, Threads& threads,
+                                             Clock& clock) {
   struct Gather {
     std::mutex mu;
-    std::map<std::string, std::pair<bool, int64_t>> out;  // GUARDED_BY(mu)
-    size_t left = 0;                                      // GUARDED_BY(mu)
-    Threads::Wake wake;                                   // GUARDED_BY(mu)
+    std::map<std::string, Answer<Resp>> out;  // GUARDED_BY(mu)
+    size_t left = 0;                          // GUARDED_BY(mu)
+    Threads::Wake wake;                       // GUARDED_BY(mu)
   };
   auto g = std::make_shared<Gather>();
-  g->left = peers.size();
+  g->left = endpoints.size();
   net::CallOptions call;
-  call.timeout = options_.ping_timeout;
-  const int64_t start = clock_->NowNanos();
-  Clock* clock = clock_;
-  threads_->Wait([&](Threads::Wake wake) {
+  call.timeout = timeout;
+  Clock* c = &clock;
+  threads.Wait([&](Threads::Wake wake) {
     {
       std::lock_guard lock(g->mu);
       g->wake = wake;
@@ -75,22 +88,35 @@ std::map<std::string, std::pair<bool, int64_t>> FailureDetector::PingAll(
         return;
       }
     }
-    for (const auto& peer : peers) {
-      net::CallTyped<proto::GetLayoutResponse>(
-          *transport_->Connect(peer), "layout.get", proto::GetLayoutRequest(), call,
-          [g, peer, start, clock](Result<proto::GetLayoutResponse> r) {
-            Threads::Wake done;
-            {
-              std::lock_guard lock(g->mu);
-              g->out[peer] = {r.ok(), clock->NowNanos() - start};
-              if (--g->left == 0) done = g->wake;
-            }
-            if (done) done();
-          });
+    for (const auto& endpoint : endpoints) {
+      net::CallTyped<Resp>(*transport.Connect(endpoint), method, req, call,
+                           [g, endpoint, c](Result<Resp> r) {
+                             Threads::Wake done;
+                             {
+                               std::lock_guard lock(g->mu);
+                               g->out[endpoint] = Answer<Resp>{std::move(r), c->NowNanos()};
+                               if (--g->left == 0) done = g->wake;
+                             }
+                             if (done) done();
+                           });
     }
   });
   std::lock_guard lock(g->mu);
-  return g->out;
+  return std::move(g->out);
+}
+
+}  // namespace
+
+std::map<std::string, std::pair<bool, int64_t>> FailureDetector::PingAll(
+    const std::set<std::string>& peers) {
+  const int64_t start = clock_->NowNanos();
+  std::map<std::string, std::pair<bool, int64_t>> out;
+  for (auto& [peer, a] : CallEach<proto::GetLayoutResponse>(
+           *transport_, peers, "layout.get", proto::GetLayoutRequest(), options_.ping_timeout,
+           *threads_, *clock_)) {
+    out[peer] = {a.result.ok(), a.at_nanos - start};
+  }
+  return out;
 }
 
 bool FailureDetector::IsDecisionMaker(const proto::Layout& layout) {
@@ -314,41 +340,13 @@ bool FailureDetector::SealedAhead(const proto::Layout& layout,
       }
     }
   }
-  if (units.empty()) return false;
-  struct Gather {
-    std::mutex mu;
-    bool ahead = false;  // GUARDED_BY(mu)
-    size_t left = 0;     // GUARDED_BY(mu)
-    Threads::Wake wake;  // GUARDED_BY(mu)
-  };
-  auto g = std::make_shared<Gather>();
-  g->left = units.size();
   proto::TailRequest req;
   req.set_epoch(UINT64_MAX);  // never refused: the answer names the sealed epoch
-  net::CallOptions call;
-  call.timeout = options_.ping_timeout;
-  const uint64_t epoch = layout.epoch();
-  threads_->Wait([&](Threads::Wake wake) {
-    {
-      std::lock_guard lock(g->mu);
-      g->wake = wake;
-    }
-    for (const auto& unit : units) {
-      net::CallTyped<proto::TailResponse>(*transport_->Connect(unit), "log.tail", req, call,
-                                          [g, epoch](Result<proto::TailResponse> r) {
-                                            Threads::Wake done;
-                                            {
-                                              std::lock_guard lock(g->mu);
-                                              if (r.ok() && r->sealed_epoch() > epoch)
-                                                g->ahead = true;
-                                              if (--g->left == 0) done = g->wake;
-                                            }
-                                            if (done) done();
-                                          });
-    }
-  });
-  std::lock_guard lock(g->mu);
-  return g->ahead;
+  for (const auto& [unit, a] : CallEach<proto::TailResponse>(
+           *transport_, units, "log.tail", req, options_.ping_timeout, *threads_, *clock_)) {
+    if (a.result.ok() && a.result->sealed_epoch() > layout.epoch()) return true;
+  }
+  return false;
 }
 
 void FailureDetector::Loop() {
