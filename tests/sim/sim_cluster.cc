@@ -213,9 +213,8 @@ Result<proto::Layout> SimCluster::RefreshLayout() {
   return layout_;
 }
 
-std::vector<std::string> SimCluster::CheckCommittedLayouts() {
-  std::vector<std::string> out;
-  std::map<uint64_t, std::pair<std::string, std::string>> agreed;  // epoch -> (bytes, who)
+void SimCluster::ForEachCommitted(
+    const std::function<void(const std::string& who, uint64_t epoch, const proto::Layout&)>& fn) {
   for (int i = 0; i < size(); ++i) {
     if (nodes_[i].node == nullptr || nodes_[i].node->layout_server() == nullptr) continue;
     log::LayoutServer& ls = *nodes_[i].node->layout_server();
@@ -227,20 +226,26 @@ std::vector<std::string> SimCluster::CheckCommittedLayouts() {
       proto::LayoutCommittedRequest req;
       req.set_epoch(e);
       auto r = ls.Committed(req);
-      if (!r.ok()) continue;  // this server missed that commit (a minority)
-      if (r->layout().epoch() != e) {
-        out.push_back(NodeName(i) + " holds a layout of epoch " +
-                      std::to_string(r->layout().epoch()) + " as committed for epoch " +
-                      std::to_string(e));
-      }
-      const std::string bytes = r->layout().SerializeAsString();
-      auto [it, fresh] = agreed.emplace(e, std::make_pair(bytes, NodeName(i)));
-      if (!fresh && it->second.first != bytes) {
-        out.push_back("epoch " + std::to_string(e) + " committed differently on " +
-                      it->second.second + " and " + NodeName(i) + ": Paxos agreement broken");
-      }
+      if (r.ok()) fn(NodeName(i), e, r->layout());  // else: a minority missed that commit
     }
   }
+}
+
+std::vector<std::string> SimCluster::CheckCommittedLayouts() {
+  std::vector<std::string> out;
+  std::map<uint64_t, std::pair<std::string, std::string>> agreed;  // epoch -> (bytes, who)
+  ForEachCommitted([&](const std::string& who, uint64_t e, const proto::Layout& layout) {
+    if (layout.epoch() != e) {
+      out.push_back(who + " holds a layout of epoch " + std::to_string(layout.epoch()) +
+                    " as committed for epoch " + std::to_string(e));
+    }
+    const std::string bytes = layout.SerializeAsString();
+    auto [it, fresh] = agreed.emplace(e, std::make_pair(bytes, who));
+    if (!fresh && it->second.first != bytes) {
+      out.push_back("epoch " + std::to_string(e) + " committed differently on " +
+                    it->second.second + " and " + who + ": Paxos agreement broken");
+    }
+  });
   if (!agreed.empty() && agreed.rbegin()->first < layout_.epoch()) {
     out.push_back("the cluster runs epoch " + std::to_string(layout_.epoch()) +
                   " but no layout server committed it");
@@ -250,18 +255,9 @@ std::vector<std::string> SimCluster::CheckCommittedLayouts() {
 
 std::vector<std::pair<std::string, proto::Layout>> SimCluster::CommittedLayouts() {
   std::vector<std::pair<std::string, proto::Layout>> out;
-  for (int i = 0; i < size(); ++i) {
-    if (nodes_[i].node == nullptr || nodes_[i].node->layout_server() == nullptr) continue;
-    log::LayoutServer& ls = *nodes_[i].node->layout_server();
-    auto latest = ls.latest_committed_epoch();
-    if (!latest) continue;
-    for (uint64_t e = 1; e <= *latest; ++e) {
-      proto::LayoutCommittedRequest req;
-      req.set_epoch(e);
-      auto r = ls.Committed(req);
-      if (r.ok()) out.emplace_back(NodeName(i), r->layout());
-    }
-  }
+  ForEachCommitted([&](const std::string& who, uint64_t, const proto::Layout& layout) {
+    out.emplace_back(who, layout);
+  });
   return out;
 }
 

@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -172,6 +173,10 @@ class SimCluster {
   Random& random() { return random_; }
 
  private:
+  // Calls `fn(node name, epoch, layout)` for every epoch >= 1 that a layout
+  // server of a node that is up holds as committed.
+  void ForEachCommitted(
+      const std::function<void(const std::string& who, uint64_t epoch, const proto::Layout&)>& fn);
   struct SimNode {
     MemFileSystem mem;
     std::unique_ptr<FaultInjectionFileSystem> disk;
