@@ -21,8 +21,14 @@ constexpr std::string_view kTrimMarkKey = "meta/trim_mark";
 constexpr std::string_view kWipeKey = "meta/wipe";
 constexpr std::string_view kSegmentPrefix = "seg/";
 constexpr uint32_t kMetadataFormat = 1;
-constexpr uint32_t kSegmentIndexMagic = 0x31495354;  // "TSI1"
-constexpr size_t kEntryBytes = 8 + 8 + 8 + 4;
+// Segment index versions (docs/log-format.md). TSI2 is written; TSI1 (fixed
+// 28-byte entries, 7x larger) is still read.
+constexpr uint32_t kSegmentIndexMagicV1 = 0x31495354;  // "TSI1"
+constexpr uint32_t kSegmentIndexMagic = 0x32495354;    // "TSI2"
+constexpr size_t kEntryBytesV1 = 8 + 8 + 8 + 4;
+// At most, per TSI2 entry: three zigzag varint64 deltas and a varint32.
+constexpr size_t kMaxEntryBytes = 10 + 10 + 10 + 5;
+constexpr size_t kChunk = 1024;  // entries encoded per resize of the output
 
 std::string SegmentKey(uint32_t id) { return fmt::format("seg/{:020}", id); }
 
@@ -64,10 +70,40 @@ class Reader {
     return true;
   }
   size_t remaining() const { return in_.size(); }
+  std::string_view rest() const { return in_; }
 
  private:
   std::string_view in_;
 };
+
+uint64_t ZigZag(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
+int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
+
+char* PutVarint(uint64_t v, char* p) {
+  while (v >= 0x80) {
+    *p++ = static_cast<char>(v | 0x80);
+    v >>= 7;
+  }
+  *p++ = static_cast<char>(v);
+  return p;
+}
+
+// Decodes a varint of at most `max_bytes` from [*p, end); false if it is
+// cut short or longer.
+bool GetVarint(const char** p, const char* end, uint64_t* v, int max_bytes = 10) {
+  uint64_t out = 0;
+  for (int i = 0, shift = 0; i < max_bytes && *p < end; ++i, shift += 7) {
+    const auto b = static_cast<uint8_t>(*(*p)++);
+    out |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if ((b & 0x80) == 0) {
+      *v = out;
+      return true;
+    }
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -75,16 +111,33 @@ std::string EncodeSegmentIndex(const SegmentIndexData& data) {
   Writer w;
   size_t bitmap_bytes = 0;
   for (const auto& [id, bm] : data.streams) bitmap_bytes += 20 + bm.getSizeInBytes(true);
-  w.out().reserve(40 + data.entries.size() * kEntryBytes + bitmap_bytes + 8);
+  w.out().reserve(40 + data.entries.size() * 6 + kChunk * kMaxEntryBytes + bitmap_bytes + 8);
   w.Put<uint32_t>(kSegmentIndexMagic);
   w.Put<uint32_t>(data.segment_id);
   w.Put<uint64_t>(data.file_size);
   w.Put<uint64_t>(data.entries.size());
-  for (const IndexEntry& e : data.entries) {
-    w.Put<uint64_t>(e.address);
-    w.Put<uint64_t>(e.epoch);
-    w.Put<uint64_t>(e.offset);
-    w.Put<uint32_t>(e.length_state);
+  // Deltas from the entry before (file order): addresses step by the
+  // stripe count, epochs rarely change, and each record starts where the
+  // one before ended, so most entries take 4-5 bytes instead of 28.
+  std::string& out = w.out();
+  uint64_t address = 0, epoch = 0, end = 0;
+  for (size_t first = 0; first < data.entries.size(); first += kChunk) {
+    const size_t last = std::min(data.entries.size(), first + kChunk);
+    const size_t at = out.size();
+    out.resize(at + (last - first) * kMaxEntryBytes);
+    char* p = out.data() + at;
+    for (size_t i = first; i < last; ++i) {
+      const IndexEntry& e = data.entries[i];
+      p = PutVarint(ZigZag(static_cast<int64_t>(e.address - address)), p);
+      p = PutVarint(ZigZag(static_cast<int64_t>(e.epoch - epoch)), p);
+      p = PutVarint(ZigZag(static_cast<int64_t>(e.offset - end)), p);
+      // State in the low bits so that a short record takes 2 bytes, not 5.
+      p = PutVarint((static_cast<uint64_t>(e.length()) << 2) | (e.length_state >> 30), p);
+      address = e.address;
+      epoch = e.epoch;
+      end = e.offset + e.length();
+    }
+    out.resize(static_cast<size_t>(p - out.data()));
   }
   w.Put<uint32_t>(static_cast<uint32_t>(data.streams.size()));
   std::string blob;
@@ -112,13 +165,42 @@ Status DecodeSegmentIndex(std::string_view bytes, SegmentIndexData* out) {
   Reader r(body);
   uint32_t magic = 0;
   uint64_t count = 0;
-  if (!r.Get(&magic) || magic != kSegmentIndexMagic) return bad("unknown magic or version");
+  if (!r.Get(&magic) || (magic != kSegmentIndexMagic && magic != kSegmentIndexMagicV1)) {
+    return bad("unknown magic or version");
+  }
   if (!r.Get(&out->segment_id) || !r.Get(&out->file_size) || !r.Get(&count)) return bad("header");
-  if (count > r.remaining() / kEntryBytes) return bad("entry count exceeds the bytes");
-  out->entries.resize(count);
-  for (IndexEntry& e : out->entries) {
-    (void)(r.Get(&e.address) && r.Get(&e.epoch) && r.Get(&e.offset) && r.Get(&e.length_state));
-    e.segment = out->segment_id;
+  if (magic == kSegmentIndexMagicV1) {
+    if (count > r.remaining() / kEntryBytesV1) return bad("entry count exceeds the bytes");
+    out->entries.resize(count);
+    for (IndexEntry& e : out->entries) {
+      (void)(r.Get(&e.address) && r.Get(&e.epoch) && r.Get(&e.offset) && r.Get(&e.length_state));
+      e.segment = out->segment_id;
+    }
+  } else {
+    // Every entry takes at least 4 bytes.
+    if (count > r.remaining() / 4) return bad("entry count exceeds the bytes");
+    out->entries.resize(count);
+    const char* p = r.rest().data();
+    const char* const end_of_bytes = p + r.remaining();
+    uint64_t address = 0, epoch = 0, end = 0;
+    for (IndexEntry& e : out->entries) {
+      uint64_t da = 0, de = 0, doff = 0, ls = 0;
+      if (!GetVarint(&p, end_of_bytes, &da) || !GetVarint(&p, end_of_bytes, &de) ||
+          !GetVarint(&p, end_of_bytes, &doff) || !GetVarint(&p, end_of_bytes, &ls, 5) ||
+          (ls >> 2) > IndexEntry::kLengthMask) {
+        return bad("entry list");
+      }
+      e.address = address + static_cast<uint64_t>(UnZigZag(da));
+      e.epoch = epoch + static_cast<uint64_t>(UnZigZag(de));
+      e.offset = end + static_cast<uint64_t>(UnZigZag(doff));
+      e.Set(static_cast<EntryState>(ls & 3), static_cast<uint32_t>(ls >> 2));
+      e.segment = out->segment_id;
+      address = e.address;
+      epoch = e.epoch;
+      end = e.offset + e.length();
+    }
+    std::string_view skipped;
+    r.Take(static_cast<size_t>(p - r.rest().data()), &skipped);
   }
   uint32_t nstreams = 0;
   if (!r.Get(&nstreams)) return bad("stream count");
