@@ -34,6 +34,7 @@ FailureDetector::FailureDetector(std::string self, NodeId self_id, proto::Layout
       self_id_(self_id),
       static_layout_(std::move(static_layout)),
       transport_(transport),
+      polled_(transport),
       options_(options),
       threads_(options.threads != nullptr ? options.threads : SystemThreads()),
       clock_(options.clock != nullptr ? options.clock : DefaultEnv().clock) {}
@@ -111,9 +112,9 @@ std::map<std::string, std::pair<bool, int64_t>> FailureDetector::PingAll(
     const std::set<std::string>& peers) {
   const int64_t start = clock_->NowNanos();
   std::map<std::string, std::pair<bool, int64_t>> out;
-  for (auto& [peer, a] : CallEach<proto::GetLayoutResponse>(
-           *transport_, peers, "layout.get", proto::GetLayoutRequest(), options_.ping_timeout,
-           *threads_, *clock_)) {
+  for (auto& [peer, a] :
+       CallEach<proto::GetLayoutResponse>(polled_, peers, "layout.get", proto::GetLayoutRequest(),
+                                          options_.ping_timeout, *threads_, *clock_)) {
     out[peer] = {a.result.ok(), a.at_nanos - start};
   }
   return out;
@@ -224,7 +225,7 @@ void FailureDetector::MaybeHeal(const proto::Layout& layout, const std::set<std:
 
 void FailureDetector::Round(proto::Layout& layout) {
   std::vector<std::string> servers(layout.layout_servers().begin(), layout.layout_servers().end());
-  auto newest = client::FetchNewestLayout(*transport_, servers, options_.ping_timeout, threads_);
+  auto newest = client::FetchNewestLayout(polled_, servers, options_.ping_timeout, threads_);
   if (newest.ok() && newest->epoch() > layout.epoch()) {
     layout = *newest;
     peers_.clear();  // a new epoch: judge the members afresh
@@ -343,7 +344,7 @@ bool FailureDetector::SealedAhead(const proto::Layout& layout,
   proto::TailRequest req;
   req.set_epoch(UINT64_MAX);  // never refused: the answer names the sealed epoch
   for (const auto& [unit, a] : CallEach<proto::TailResponse>(
-           *transport_, units, "log.tail", req, options_.ping_timeout, *threads_, *clock_)) {
+           polled_, units, "log.tail", req, options_.ping_timeout, *threads_, *clock_)) {
     if (a.result.ok() && a.result->sealed_epoch() > layout.epoch()) return true;
   }
   return false;

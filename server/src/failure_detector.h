@@ -33,6 +33,7 @@
 #include "tally/base/env.h"
 #include "tally/base/ids.h"
 #include "tally/base/threads.h"
+#include "tally/net/caching_transport.h"
 #include "tally/net/transport.h"
 #include "tally/proto/layout.pb.h"
 
@@ -122,6 +123,10 @@ class FailureDetector {
   const NodeId self_id_;
   const proto::Layout static_layout_;
   net::Transport* const transport_;
+  // What the detector asks every round (layouts, pings, tails), on channels
+  // kept from round to round. Healing and reconfiguration use transport_:
+  // a state transfer's reads must not delay the pings.
+  net::CachingTransport polled_;
   const FailureDetectorOptions options_;
   Threads* const threads_;
   Clock* const clock_;
