@@ -56,6 +56,7 @@ struct Config {
   int append_threads = 4;
   int read_threads = 4;
   int read_chunk = 4096;  // entries per ReadRange
+  bool timeline = false;  // paced rows: print the worst latency per 10 ms to stderr
   int rpc_batch = 256;    // baseline: entries per log.write_batch
   int rpc_depth = 8;      // baseline: RPCs in flight
 };
@@ -198,6 +199,8 @@ BenchResult RunPaced(const Config& c, const std::string& name, client::Client& c
   const std::chrono::duration<double> gap(1.0 / rate);
   uint64_t issued = 0;
   uint64_t max_outstanding = 0;
+  // Worst latency (µs) of the appends scheduled in each 10 ms of the run.
+  std::vector<std::atomic<uint32_t>> worst(static_cast<size_t>(c.seconds * 100) + 1);
   while (true) {
     auto now = BenchClock::now();
     if (now >= end) break;
@@ -208,7 +211,14 @@ BenchResult RunPaced(const Config& c, const std::string& name, client::Client& c
       outstanding.fetch_add(1);
       cl.AppendAsync(kPayload, {}, [&, due](Result<Address> r) {
         if (r.ok()) {
-          lat.Record(MicrosSince(due));
+          const double us = MicrosSince(due);
+          lat.Record(us);
+          auto& w =
+              worst[std::min(worst.size() - 1,
+                             static_cast<size_t>((due - start) / std::chrono::milliseconds(10)))];
+          uint32_t seen = w.load(std::memory_order_relaxed);
+          while (seen < us && !w.compare_exchange_weak(seen, static_cast<uint32_t>(us))) {
+          }
           acked.fetch_add(1, std::memory_order_relaxed);
         } else {
           failed.fetch_add(1, std::memory_order_relaxed);
@@ -225,6 +235,16 @@ BenchResult RunPaced(const Config& c, const std::string& name, client::Client& c
   BenchResult r = MakeResult(name, acked.load(), kPayload.size(), secs, lat);
   cpu.Add(r, acked.load());
   const auto stats1 = cl.stats();
+  int slow_windows = 0;
+  for (size_t i = 0; i < worst.size(); ++i) {
+    const uint32_t us = worst[i].load();
+    if (us > 5000) slow_windows++;
+    if (c.timeline && us > 5000) {
+      std::fprintf(stderr, "%s: +%5zu ms  worst %7.1f ms\n", name.c_str(), i * 10, us / 1000.0);
+    }
+  }
+  // 10 ms windows whose worst append took over 5 ms (the p99 target).
+  r.extra["windows_over_5ms"] = slow_windows;
   r.extra["target_rate"] = rate;
   r.extra["errors"] = static_cast<double>(failed.load());
   r.extra["max_in_flight"] = static_cast<double>(max_outstanding);
@@ -334,6 +354,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--read-threads", c.read_threads, "reader threads")->capture_default_str();
   app.add_option("--read-chunk", c.read_chunk, "entries per ReadRange")->capture_default_str();
+  app.add_flag("--timeline", c.timeline,
+               "paced rows: print to stderr each 10 ms whose worst append took over 5 ms");
   CLI11_PARSE(app, argc, argv);
   if (c.window < 1 || c.issuers < 1 || c.max_batch < 1 || c.append_threads < 1 ||
       c.read_threads < 1 || c.read_chunk < 1 || c.seconds <= 0) {
