@@ -1,6 +1,7 @@
 #include "chain.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "rpc.h"
 
@@ -48,6 +49,23 @@ proto::LogEntry HoleEntry(Address address, Epoch epoch) {
 
 }  // namespace
 
+bool AllOk(const std::vector<Status>& results) {
+  return std::all_of(results.begin(), results.end(), [](const Status& st) { return st.ok(); });
+}
+
+size_t ReplicaIo::WriteBatchDown(const std::vector<std::string>& units,
+                                 const std::vector<proto::LogEntry>& entries,
+                                 Result<std::vector<Status>>* stopped) {
+  for (size_t i = 0; i < units.size(); ++i) {
+    auto r = WriteBatch(units[i], entries);
+    if (!r.ok() || !AllOk(*r)) {
+      *stopped = std::move(r);
+      return i;
+    }
+  }
+  return units.size();
+}
+
 bool SameEntry(const proto::LogEntry& a, const proto::LogEntry& b) {
   if (a.address() != b.address() || a.type() != b.type() || a.payload() != b.payload() ||
       a.streams_size() != b.streams_size()) {
@@ -66,10 +84,19 @@ std::vector<Status> WriteChain(ReplicaIo& io, const Chain& chain,
                                const std::vector<proto::LogEntry>& entries,
                                ChainCounters* counters) {
   std::vector<Status> out(entries.size());
+  // The usual case: every unit takes every entry.
+  Result<std::vector<Status>> stopped = Internal("no answer");
+  const size_t clean = entries.empty() ? chain.size() : io.WriteBatchDown(chain, entries, &stopped);
+  if (clean == chain.size()) return out;
+  // The unit that did not take them all: its answer counts as its first
+  // round below, unless it is a transient failure of the whole call, which
+  // WriteBatch retries.
+  std::optional<Result<std::vector<Status>>> first;
+  if (stopped.ok() || !IsTransient(stopped.status())) first = std::move(stopped);
+
   std::vector<size_t> live(entries.size());
   for (size_t i = 0; i < live.size(); ++i) live[i] = i;
-
-  for (size_t pos = 0; pos < chain.size() && !live.empty(); ++pos) {
+  for (size_t pos = clean; pos < chain.size() && !live.empty(); ++pos) {
     const std::string& unit = chain[pos];
     std::vector<size_t> next_live;
     std::vector<size_t> to_send = std::move(live);
@@ -83,7 +110,13 @@ std::vector<Status> WriteChain(ReplicaIo& io, const Chain& chain,
       }
       const std::vector<proto::LogEntry>& batch =
           to_send.size() == entries.size() ? entries : subset;
-      auto results = io.WriteBatch(unit, batch);
+      Result<std::vector<Status>> results = Internal("no answer");
+      if (first.has_value()) {
+        results = std::move(*first);  // every entry was sent to this unit
+        first.reset();
+      } else {
+        results = io.WriteBatch(unit, batch);
+      }
       if (!results.ok()) {
         for (size_t idx : to_send) {
           out[idx] = results.status().WithContext("writing " + AddressText(entries[idx].address()));

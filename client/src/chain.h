@@ -28,6 +28,17 @@ class ReplicaIo {
   // log.write_batch: per-entry results, or the error of the whole call.
   virtual Result<std::vector<Status>> WriteBatch(const std::string& unit,
                                                  const std::vector<proto::LogEntry>& entries) = 0;
+  // The fast path of a chain write: log.write_batch of `entries` to each of
+  // `units` in order, each sent once the unit before took every entry.
+  // Returns how many units took every entry; when fewer than units.size(),
+  // `*stopped` holds the next unit's answer (the call's error, or per-entry
+  // results with a failure among them). An implementation need not retry
+  // transient errors here (WriteChain retries them through WriteBatch).
+  // This one sends one WriteBatch at a time; the RPC implementation sends
+  // each next call from the network thread that received the answer.
+  virtual size_t WriteBatchDown(const std::vector<std::string>& units,
+                                const std::vector<proto::LogEntry>& entries,
+                                Result<std::vector<Status>>* stopped);
   virtual Status Write(const std::string& unit, const proto::LogEntry& entry) = 0;
   virtual Result<proto::LogEntry> Read(const std::string& unit, Address address) = 0;
   virtual Status FillHole(const std::string& unit, Address address) = 0;
@@ -45,6 +56,9 @@ struct ChainCounters {
   std::atomic<uint64_t> chains_completed{0};
   std::atomic<uint64_t> lost_races{0};
 };
+
+// True when every result is OK.
+bool AllOk(const std::vector<Status>& results);
 
 // True when `a` and `b` are the same write (address, type, streams, payload,
 // metadata); the epoch is ignored because each log unit stamps its own.

@@ -222,6 +222,21 @@ std::string EncodeWriteBatchRequest(uint64_t epoch, const std::vector<proto::Log
   return out;
 }
 
+// The per-entry results of a log.write_batch answer for `n` entries.
+Result<std::vector<Status>> BatchResults(const std::string& unit,
+                                         Result<proto::WriteBatchResponse> r, size_t n) {
+  if (!r.ok()) return r.status();
+  if (r->results_size() != static_cast<int>(n)) {
+    return Malformed("log.write_batch on " + unit + " answered " +
+                     std::to_string(r->results_size()) + " results for " + std::to_string(n) +
+                     " entries");
+  }
+  std::vector<Status> out;
+  out.reserve(n);
+  for (const auto& e : r->results()) out.push_back(net::FromProto(e));
+  return out;
+}
+
 }  // namespace
 
 Result<std::vector<Status>> RpcReplicaIo::WriteBatch(const std::string& unit,
@@ -229,17 +244,80 @@ Result<std::vector<Status>> RpcReplicaIo::WriteBatch(const std::string& unit,
   // The bytes of a WriteBatchRequest{epoch, entries}, encoded from
   // `entries` in place rather than copied into a request message first.
   const EncodedRequest req{EncodeWriteBatchRequest(layout_.epoch().value(), entries)};
-  auto r = impl_->Call<proto::WriteBatchResponse>(unit, "log.write_batch", req, deadline_);
-  if (!r.ok()) return r.status();
-  if (r->results_size() != static_cast<int>(entries.size())) {
-    return Malformed("log.write_batch on " + unit + " answered " +
-                     std::to_string(r->results_size()) + " results for " +
-                     std::to_string(entries.size()) + " entries");
+  return BatchResults(
+      unit, impl_->Call<proto::WriteBatchResponse>(unit, "log.write_batch", req, deadline_),
+      entries.size());
+}
+
+namespace {
+
+// One WriteBatchDown: each answer that took every entry sends the request
+// on to the next unit from the network thread it arrived on, so the append
+// thread sleeps once for the whole chain instead of once per unit.
+class DownRun : public std::enable_shared_from_this<DownRun> {
+ public:
+  struct Outcome {
+    size_t clean = 0;
+    Result<std::vector<Status>> stopped = Internal("no answer");
+  };
+  DownRun(Client::Impl* impl, const std::vector<std::string>& units, std::string request,
+          size_t entries, std::function<void(Outcome)> done)
+      : impl_(impl),
+        units_(units),
+        request_(std::move(request)),
+        entries_(entries),
+        done_(std::move(done)) {}
+
+  void Send(size_t i) {
+    if (i == units_.size()) {
+      done_(Outcome{i, Internal("no answer")});
+      return;
+    }
+    net::CallOptions options;
+    options.timeout = impl_->options.rpc_timeout;
+    // The last unit gets the bytes themselves; the others a copy.
+    std::string payload = i + 1 == units_.size() ? std::move(request_) : request_;
+    impl_->ChannelTo(units_[i])->Call(
+        "log.write_batch", std::move(payload), options,
+        [self = shared_from_this(), i](Result<std::string> bytes) {
+          Result<proto::WriteBatchResponse> resp =
+              Malformed("response to log.write_batch on " + self->units_[i] + " does not parse");
+          if (!bytes.ok()) {
+            resp = bytes.status();
+          } else if (proto::WriteBatchResponse parsed; parsed.ParseFromString(*bytes)) {
+            resp = std::move(parsed);
+          }
+          auto results = BatchResults(self->units_[i], std::move(resp), self->entries_);
+          if (results.ok() && internal::AllOk(*results)) {
+            self->Send(i + 1);
+          } else {
+            self->done_(Outcome{i, std::move(results)});
+          }
+        });
   }
-  std::vector<Status> out;
-  out.reserve(entries.size());
-  for (const auto& e : r->results()) out.push_back(net::FromProto(e));
-  return out;
+
+ private:
+  Client::Impl* const impl_;
+  const std::vector<std::string>& units_;
+  std::string request_;
+  const size_t entries_;
+  std::function<void(Outcome)> done_;
+};
+
+}  // namespace
+
+size_t RpcReplicaIo::WriteBatchDown(const std::vector<std::string>& units,
+                                    const std::vector<proto::LogEntry>& entries,
+                                    Result<std::vector<Status>>* stopped) {
+  // Encoded once for every unit: the request is the same down the chain.
+  std::string request = EncodeWriteBatchRequest(layout_.epoch().value(), entries);
+  auto outcome = WaitForValue<DownRun::Outcome>(
+      *impl_->threads, [&](std::function<void(DownRun::Outcome)> done) {
+        std::make_shared<DownRun>(impl_, units, std::move(request), entries.size(), std::move(done))
+            ->Send(0);
+      });
+  if (outcome.clean < units.size()) *stopped = std::move(outcome.stopped);
+  return outcome.clean;
 }
 
 Status RpcReplicaIo::Write(const std::string& unit, const proto::LogEntry& entry) {

@@ -123,6 +123,9 @@ class RpcReplicaIo final : public internal::ReplicaIo {
 
   Result<std::vector<Status>> WriteBatch(const std::string& unit,
                                          const std::vector<proto::LogEntry>& entries) override;
+  size_t WriteBatchDown(const std::vector<std::string>& units,
+                        const std::vector<proto::LogEntry>& entries,
+                        Result<std::vector<Status>>* stopped) override;
   Status Write(const std::string& unit, const proto::LogEntry& entry) override;
   Result<proto::LogEntry> Read(const std::string& unit, Address address) override;
   Status FillHole(const std::string& unit, Address address) override;

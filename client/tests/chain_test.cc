@@ -15,9 +15,31 @@ class FakeIo final : public ReplicaIo {
  public:
   Result<std::vector<Status>> WriteBatch(const std::string& unit,
                                          const std::vector<proto::LogEntry>& entries) override {
+    batch_calls[unit]++;
     std::vector<Status> out;
     for (const auto& e : entries) out.push_back(Write(unit, e));
     return out;
+  }
+  // As the RPC implementation: a call that fails as a whole (down_fails)
+  // stops the fast path without a retry.
+  size_t WriteBatchDown(const std::vector<std::string>& chain,
+                        const std::vector<proto::LogEntry>& entries,
+                        Result<std::vector<Status>>* stopped) override {
+    down_calls++;
+    for (size_t i = 0; i < chain.size(); ++i) {
+      auto f = down_fails.find(chain[i]);
+      if (f != down_fails.end()) {
+        *stopped = f->second;
+        down_fails.erase(f);
+        return i;
+      }
+      auto r = WriteBatch(chain[i], entries);
+      if (!r.ok() || !AllOk(*r)) {
+        *stopped = std::move(r);
+        return i;
+      }
+    }
+    return chain.size();
   }
   Status Write(const std::string& unit, const proto::LogEntry& entry) override {
     writes++;
@@ -50,6 +72,9 @@ class FakeIo final : public ReplicaIo {
   Address global_tail{100};
   int64_t now = 0;
   int writes = 0;
+  std::map<std::string, int> batch_calls;
+  std::map<std::string, Status> down_fails;
+  int down_calls = 0;
 };
 
 proto::LogEntry Data(uint64_t a, const std::string& payload) {
@@ -86,6 +111,41 @@ TEST(ChainTest, HoleAtHeadMeansLostRace) {
   EXPECT_EQ(st[0].code(), Code::kAlreadyWritten) << st[0].ToString();
   EXPECT_EQ(counters.lost_races.load(), 1u);
   EXPECT_TRUE(io.units["m"].empty()) << "a lost write must not go down the chain";
+}
+
+TEST(ChainTest, AUnitThatRefusedSomeEntriesIsNotSentTheBatchAgain) {
+  FakeIo io;
+  ASSERT_TRUE(io.FillHole("h", Address(2)).ok());
+  auto st = WriteChain(io, kChain, {Data(1, "x"), Data(2, "y"), Data(3, "z")}, nullptr);
+  EXPECT_TRUE(st[0].ok() && st[2].ok());
+  EXPECT_EQ(st[1].code(), Code::kAlreadyWritten) << st[1].ToString();
+  // The head's answer on the fast path is its answer: one call per unit.
+  EXPECT_EQ(io.batch_calls["h"], 1);
+  EXPECT_EQ(io.batch_calls["m"], 1);
+  EXPECT_EQ(io.batch_calls["t"], 1);
+  EXPECT_EQ(io.units["t"].size(), 2u);
+  EXPECT_EQ(io.units["t"].count(2), 0u);
+}
+
+TEST(ChainTest, ATransientFailureOnTheFastPathIsRetriedFromThatUnit) {
+  FakeIo io;
+  io.down_fails["m"] = Unavailable("connection reset");
+  auto st = WriteChain(io, kChain, {Data(1, "x"), Data(2, "y")}, nullptr);
+  EXPECT_TRUE(st[0].ok() && st[1].ok()) << st[0].ToString() << " " << st[1].ToString();
+  EXPECT_EQ(io.down_calls, 1);
+  EXPECT_EQ(io.batch_calls["h"], 1) << "the head took them: not sent again";
+  EXPECT_EQ(io.batch_calls["m"], 1);
+  EXPECT_EQ(io.batch_calls["t"], 1);
+  for (const auto& u : kChain) EXPECT_EQ(io.units[u].size(), 2u) << u;
+}
+
+TEST(ChainTest, AnEpochErrorOnTheFastPathFailsEveryEntryWithoutResending) {
+  FakeIo io;
+  io.down_fails["t"] = WrongEpoch("sealed at epoch 3");
+  auto st = WriteChain(io, kChain, {Data(1, "x"), Data(2, "y")}, nullptr);
+  for (const auto& s : st) EXPECT_EQ(s.code(), Code::kWrongEpoch) << s.ToString();
+  EXPECT_EQ(io.batch_calls["t"], 0);
+  EXPECT_TRUE(io.units["t"].empty());
 }
 
 TEST(ChainTest, DifferentEntryDownTheChainIsInternal) {
