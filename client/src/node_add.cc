@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "rpc.h"
 #include "tally/client/log_unit_client.h"
 #include "tally/client/reconfigure.h"
 
@@ -51,6 +52,10 @@ Result<std::optional<uint64_t>> FirstHeldFrom(net::Transport& transport, const s
   const uint64_t end = std::numeric_limits<uint64_t>::max();
   while (p < end) {
     auto r = c.ReadRange(Address(p), Address(end), 1024);
+    // A lost message costs one (short, after the seal) timeout, not the heal.
+    for (int retry = 0; retry < 5 && !r.ok() && internal::IsTransient(r.status()); ++retry) {
+      r = c.ReadRange(Address(p), Address(end), 1024);
+    }
     if (!r.ok()) return r.status().WithContext("log.read_range on " + unit);
     for (const auto& e : r->entries()) {
       if (e.address() % stripes == stripe) return std::optional<uint64_t>(e.address());
@@ -94,9 +99,12 @@ class Adder {
     }
   }
 
-  CopyOptions CopyFor(int stripe) const {
+  // `rpc_timeout` per RPC: the state transfer's before the seal, the short
+  // reconfiguration one after it (writes wait; CopyRange retries a lost
+  // message rather than waiting out a long timeout).
+  CopyOptions CopyFor(int stripe, std::chrono::milliseconds rpc_timeout) const {
     CopyOptions c = options_.copy;
-    c.rpc_timeout = options_.rpc_timeout;
+    c.rpc_timeout = rpc_timeout;
     c.stripes = stripes_;
     c.stripe = static_cast<uint32_t>(stripe);
     c.threads = threads_;
@@ -126,8 +134,9 @@ class Adder {
                                                       options_.rpc_timeout, threads_));
     if (beyond.has_value()) return BeyondTail(endpoint_, *beyond, g.source, to);
     if (to <= start_) return TransferStats{.next = start_};
-    auto r = CopyRange(transport_, g.source, endpoint_, Address(start_), Address(to),
-                       current_.epoch(), Progress(g, "catch-up"), CopyFor(g.stripe));
+    auto r =
+        CopyRange(transport_, g.source, endpoint_, Address(start_), Address(to), current_.epoch(),
+                  Progress(g, "catch-up"), CopyFor(g.stripe, options_.rpc_timeout));
     if (r.ok() && options_.progress) options_.progress(g.stripe, "catch-up", g.source, *r, true);
     return r;
   }
@@ -168,7 +177,8 @@ class Adder {
 
   // Steps 3: the delta written before the seal, [copied_to, sealed tail),
   // at the new epoch, and the check that the node holds nothing beyond.
-  Status Delta(const std::map<std::string, proto::SealResponse>& sealed, TransferStats* total) {
+  Status Delta(const std::map<std::string, proto::SealResponse>& sealed,
+               std::chrono::milliseconds rpc_timeout, TransferStats* total) {
     for (const auto& g : gains_) {
       const auto& answer = sealed.at(g.source);
       if (answer.sealed_epoch() != next_.epoch()) {
@@ -179,14 +189,14 @@ class Adder {
       const uint64_t to = std::max(answer.local_tail(), g.copied_to);
       if (to > g.copied_to) {
         auto r = CopyRange(transport_, g.source, endpoint_, Address(g.copied_to), Address(to),
-                           next_.epoch(), Progress(g, "delta"), CopyFor(g.stripe));
+                           next_.epoch(), Progress(g, "delta"), CopyFor(g.stripe, rpc_timeout));
         if (!r.ok()) return r.status();
         if (options_.progress) options_.progress(g.stripe, "delta", g.source, *r, true);
         AddUp(total, *r);
       }
-      TALLY_ASSIGN_OR_RETURN(auto beyond, FirstHeldFrom(transport_, endpoint_, next_.epoch(), to,
-                                                        stripes_, static_cast<uint32_t>(g.stripe),
-                                                        options_.rpc_timeout, threads_));
+      TALLY_ASSIGN_OR_RETURN(auto beyond,
+                             FirstHeldFrom(transport_, endpoint_, next_.epoch(), to, stripes_,
+                                           static_cast<uint32_t>(g.stripe), rpc_timeout, threads_));
       if (beyond.has_value()) return BeyondTail(endpoint_, *beyond, g.source, to);
     }
     return Status::OK();
@@ -213,7 +223,7 @@ class Adder {
     ro.clock = options_.clock;
     TALLY_ASSIGN_OR_RETURN(auto sealed, SealUnits(transport_, next_, ro));
 
-    Status delta = Delta(sealed, &out.copied);
+    Status delta = Delta(sealed, ro.rpc_timeout, &out.copied);
     if (!delta.ok()) {
       proto::Layout same = current_;
       same.set_epoch(next_.epoch());

@@ -37,9 +37,11 @@ namespace tally::client {
 
 struct AddNodeOptions {
   std::chrono::milliseconds rpc_timeout{5000};
-  // Per RPC of the seal and Paxos steps (0: rpc_timeout). Sealing retries a
-  // unit that does not answer until seal_deadline, so a short timeout keeps
-  // one lost message from costing a whole rpc_timeout while writes wait.
+  // Per RPC of the seal, of the delta copy after it, and of the Paxos steps
+  // (0: rpc_timeout). Writes wait from the seal to the commit; sealing
+  // retries a unit that does not answer until seal_deadline and the copy
+  // retries a lost message, so a short timeout keeps one lost message from
+  // costing a whole rpc_timeout while writes wait.
   std::chrono::milliseconds reconfigure_rpc_timeout{0};
   std::chrono::milliseconds seal_deadline{5000};
   // The proposer's id in Paxos ranks (distinct per would-be decision maker).
