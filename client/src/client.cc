@@ -277,23 +277,25 @@ class DownRun : public std::enable_shared_from_this<DownRun> {
     options.timeout = impl_->options.rpc_timeout;
     // The last unit gets the bytes themselves; the others a copy.
     std::string payload = i + 1 == units_.size() ? std::move(request_) : request_;
-    impl_->ChannelTo(units_[i])->Call(
-        "log.write_batch", std::move(payload), options,
-        [self = shared_from_this(), i](Result<std::string> bytes) {
-          Result<proto::WriteBatchResponse> resp =
-              Malformed("response to log.write_batch on " + self->units_[i] + " does not parse");
-          if (!bytes.ok()) {
-            resp = bytes.status();
-          } else if (proto::WriteBatchResponse parsed; parsed.ParseFromString(*bytes)) {
-            resp = std::move(parsed);
-          }
-          auto results = BatchResults(self->units_[i], std::move(resp), self->entries_);
-          if (results.ok() && internal::AllOk(*results)) {
-            self->Send(i + 1);
-          } else {
-            self->done_(Outcome{i, std::move(results)});
-          }
-        });
+    impl_->ChannelTo(units_[i])->Call("log.write_batch", std::move(payload), options,
+                                      [self = shared_from_this(), i](Result<std::string> bytes) {
+                                        auto parse = [&]() -> Result<proto::WriteBatchResponse> {
+                                          if (!bytes.ok()) return bytes.status();
+                                          proto::WriteBatchResponse parsed;
+                                          if (!parsed.ParseFromString(*bytes)) {
+                                            return Malformed("response to log.write_batch on " +
+                                                             self->units_[i] + " does not parse");
+                                          }
+                                          return parsed;
+                                        };
+                                        auto results =
+                                            BatchResults(self->units_[i], parse(), self->entries_);
+                                        if (results.ok() && internal::AllOk(*results)) {
+                                          self->Send(i + 1);
+                                        } else {
+                                          self->done_(Outcome{i, std::move(results)});
+                                        }
+                                      });
   }
 
  private:
