@@ -1,6 +1,7 @@
 #include "local_cluster.h"
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -43,8 +44,8 @@ Result<std::unique_ptr<LocalCluster>> LocalCluster::Up(const std::string& dir, i
   c->dir_ = dir;
   g_dirs.push_back(dir);
   const std::string ctl = TallyctlNextToSelf();
-  auto [rc, out] =
-      RunShell(ctl + " local up --nodes " + std::to_string(nodes) + " " + args + " --dir " + dir);
+  auto [rc, out] = RunShell(ctl + " local up --nodes " + std::to_string(nodes) + " --exit-with " +
+                            std::to_string(getpid()) + " " + args + " --dir " + dir);
   if (rc != 0) return Unavailable("local up: " + out);
   std::smatch m;
   if (!std::regex_search(out, m, std::regex("export TALLY_ENDPOINTS=([^\\n]*)"))) {

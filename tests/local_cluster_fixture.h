@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -80,7 +81,11 @@ class LocalClusterTestBase : public ::testing::Test {
 
   // `local up --nodes N ARGS`; fills endpoints_ from the printed export line.
   void Up(int nodes = 3, const std::string& args = "") {
-    auto up = RunCommand(Local("up", "--nodes " + std::to_string(nodes) + " " + args) + " 2>&1");
+    // --exit-with: the nodes stop if this test process dies without its
+    // TearDown (an abort, a crash), instead of running on.
+    auto up = RunCommand(Local("up", "--nodes " + std::to_string(nodes) + " --exit-with " +
+                                         std::to_string(getpid()) + " " + args) +
+                         " 2>&1");
     ASSERT_EQ(up.exit_code, 0) << up.out;
     std::smatch m;
     std::regex re("export TALLY_ENDPOINTS=([^\\n]*)");

@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <thread>
 #include <fstream>
 #include <future>
 #include <regex>
@@ -308,6 +309,28 @@ TEST_F(LocalClusterTest, NodeAddWipesADivergentNodeOnlyWhenAsked) {
 // by hand): `local start` waits a bounded time for the data dir's lock, then
 // fails naming that process, rather than start a server doomed to fail; and
 // tally-server itself says plainly why it cannot open the data dir.
+TEST_F(LocalClusterTest, ExitWithStopsEveryNodeWhenTheOwnerDies) {
+  Child owner({"/bin/sleep", "60"}, dir_.path() + "-owner.log");
+  auto up =
+      RunCommand(Local("up", "--nodes 2 --exit-with " + std::to_string(owner.pid())) + " 2>&1");
+  ASSERT_EQ(up.exit_code, 0) << up.out;
+  auto status = RunCommand(kCtl + " --output json local status --dir " + dir_.path());
+  ASSERT_EQ(NodeUp(status.out, 1), std::optional<bool>(true)) << status.out;
+  ASSERT_EQ(NodeUp(status.out, 2), std::optional<bool>(true)) << status.out;
+  owner.SignalAndWait(SIGKILL);  // the owner dies without `local down`
+  for (int i = 0; i < 100; ++i) {
+    status = RunCommand(kCtl + " --output json local status --dir " + dir_.path());
+    if (NodeUp(status.out, 1) == false && NodeUp(status.out, 2) == false) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(NodeUp(status.out, 1), std::optional<bool>(false)) << status.out;
+  EXPECT_EQ(NodeUp(status.out, 2), std::optional<bool>(false)) << status.out;
+  // `local start` passes --exit-with again: with the owner gone, the node
+  // refuses to start and says why.
+  auto start = RunCommand(Local("start", "1") + " 2>&1");
+  EXPECT_NE(start.exit_code, 0) << start.out;
+}
+
 TEST_F(LocalClusterTest, StartOnADataDirInUseFailsNamingTheHolder) {
   ASSERT_NO_FATAL_FAILURE(Up(1));
   ASSERT_EQ(RunCommand(Local("kill", "1")).exit_code, 0);

@@ -10,7 +10,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <fstream>
 #include <random>
+#include <thread>
 
 #include "process_util.h"
 
@@ -22,13 +25,14 @@ const std::string kCtl = TALLYCTL_BIN;
 
 class ServerProcessTest : public ::testing::Test {
  protected:
-  void Start() {
+  void Start(const std::vector<std::string>& extra = {}) {
     std::string ready = dir_.path() + "/endpoint";
     std::remove(ready.c_str());
-    server_ = std::make_unique<Child>(
-        std::vector<std::string>{kServer, "--node-id", "1", "--listen", listen_, "--data-dir",
-                                 dir_.path() + "/data", "--ready-file", ready},
-        dir_.path() + "/server.log");
+    std::vector<std::string> argv{
+        kServer,        "--node-id", "1", "--listen", listen_, "--data-dir", dir_.path() + "/data",
+        "--ready-file", ready};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    server_ = std::make_unique<Child>(argv, dir_.path() + "/server.log");
     endpoint_ = WaitForFile(ready, 20000);
     ASSERT_FALSE(endpoint_.empty()) << "server did not become ready; see " << dir_.path();
     listen_ = endpoint_;  // restart on the same port
@@ -128,6 +132,40 @@ TEST_F(ServerProcessTest, SigtermStopsCleanly) {
   int status = server_->SignalAndWait(SIGTERM);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+TEST_F(ServerProcessTest, ExitWithStopsTheServerCleanlyWhenItsOwnerDies) {
+  Child owner({"/bin/sleep", "60"}, dir_.path() + "/owner.log");
+  Start({"--exit-with", std::to_string(owner.pid())});
+  ASSERT_EQ(Ctl("write 0 x").exit_code, 0);
+  EXPECT_TRUE(server_->running());
+  owner.SignalAndWait(SIGKILL);  // the owner crashes: no cleanup of its own
+  for (int i = 0; i < 100 && server_->running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_FALSE(server_->running()) << "the server outlived its owner";
+  const std::string log = ReadAll(dir_.path() + "/server.log");
+  EXPECT_NE(log.find("(--exit-with) exited; stopping"), std::string::npos) << log;
+  EXPECT_NE(log.find("stopped cleanly"), std::string::npos) << log;
+  // Its data is intact: a plain restart serves the write.
+  Start();
+  EXPECT_EQ(Ctl("read 0").out, "x\n");
+}
+
+TEST_F(ServerProcessTest, ExitWithAProcessThatIsGoneRefusesToStart) {
+  pid_t gone = fork();
+  if (gone == 0) _exit(0);
+  ASSERT_GT(gone, 0);
+  waitpid(gone, nullptr, 0);  // reaped: the pid names no process now
+  auto r = RunCommand(kServer + " --node-id 1 --listen 127.0.0.1:0 --data-dir " + dir_.path() +
+                      "/data2 --exit-with " + std::to_string(gone) + " 2>&1");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("no such process"), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -1,17 +1,29 @@
 // tally-server: runs one Tally node.
 
+#include <poll.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 #include "layout_file.h"
 #include "node.h"
 #include "tally/base/file_lock.h"
 #include "tally/net/tcp_transport.h"
+
+namespace {
+// Set once the main thread begins to stop (read by the --exit-with watcher).
+std::atomic<bool> stopping{false};
+}  // namespace
 
 int main(int argc, char** argv) {
   tally::server::NodeOptions options;
@@ -41,6 +53,11 @@ int main(int argc, char** argv) {
   app.add_flag("--no-heal", no_heal,
                "with the layout role: do not bring removed nodes back by themselves when they "
                "answer again (then only `tallyctl node add` does)");
+  int64_t exit_with = 0;
+  app.add_option("--exit-with", exit_with,
+                 "stop (as on SIGTERM) when the process with this pid exits: for test harnesses "
+                 "and scripts whose nodes must not outlive them, even when they crash")
+      ->check(CLI::PositiveNumber);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
@@ -73,6 +90,18 @@ int main(int argc, char** argv) {
       return 1;
     }
     options.layout = std::move(*layout);
+  }
+
+  // A pidfd of the owner: readable once it exits (Linux 5.3+).
+  int owner_fd = -1;
+  if (exit_with > 0) {
+    owner_fd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(exit_with), 0));
+    if (owner_fd < 0) {
+      spdlog::error("cannot start: --exit-with {}: {}", exit_with,
+                    errno == ESRCH ? "no such process (it already exited)"
+                                   : std::string("pidfd_open: ") + std::strerror(errno));
+      return 1;
+    }
   }
 
   // Block the stop signals in every thread; the main thread waits for them.
@@ -116,8 +145,22 @@ int main(int argc, char** argv) {
     std::rename(tmp.c_str(), ready_file.c_str());
   }
 
+  if (owner_fd >= 0) {
+    // Waits for the owner's exit, then stops the node the way SIGTERM does.
+    // Detached: it blocks until then, and the process ends without it.
+    std::thread([owner_fd, exit_with] {
+      pollfd p{owner_fd, POLLIN, 0};
+      while (poll(&p, 1, -1) < 0 && errno == EINTR) {
+      }
+      if (stopping.load()) return;  // main is already tearing down
+      spdlog::warn("process {} (--exit-with) exited; stopping", exit_with);
+      kill(getpid(), SIGTERM);
+    }).detach();
+  }
+
   int sig = 0;
   sigwait(&stop_signals, &sig);
+  stopping.store(true);
   spdlog::info("received {}; finishing pending syncs and stopping", strsignal(sig));
   node->reset();
   transport.reset();

@@ -228,8 +228,8 @@ void KillAll(const LocalCluster& c) {
 // taken before its node could bind it.
 Result<LocalCluster> CreateCluster(net::Transport& transport, const std::string& dir,
                                    uint32_t nodes, uint32_t stripes, uint32_t chain,
-                                   uint32_t segment_mb, bool no_heal, const std::string& server_bin,
-                                   milliseconds wait) {
+                                   uint32_t segment_mb, bool no_heal, int64_t exit_with,
+                                   const std::string& server_bin, milliseconds wait) {
   Status last;
   for (int attempt = 1; attempt <= kUpAttempts; ++attempt) {
     LocalCluster c;
@@ -237,6 +237,7 @@ Result<LocalCluster> CreateCluster(net::Transport& transport, const std::string&
     c.server_bin = server_bin;
     c.segment_mb = segment_mb;
     c.no_heal = no_heal;
+    c.exit_with = exit_with;
     c.layout_file = dir + "/layout.json";
     std::vector<std::string> endpoints;
     for (uint32_t i = 1; i <= nodes; ++i) {
@@ -310,6 +311,11 @@ LocalCommand::LocalCommand(CLI::App& app) {
   up_->add_flag("--no-heal", flags_.no_heal,
                 "start the nodes with --no-heal: a removed node that returns stays out until "
                 "`tallyctl node add` (by default the failure detectors bring it back)");
+  up_->add_option("--exit-with", flags_.exit_with,
+                  "the nodes stop (as on SIGTERM) when the process with this pid exits, also "
+                  "those started again by `local start`: for test harnesses and scripts whose "
+                  "cluster must not outlive them, even when they crash")
+      ->check(CLI::PositiveNumber);
   up_->add_option("--server-bin", flags_.server_bin,
                   "the tally-server binary (default: next to tallyctl)");
   status_ = local_->add_subcommand("status", "show each node: endpoint, pid, roles, up/down");
@@ -375,8 +381,9 @@ int LocalCommand::Run(bool json) {
       std::error_code ec;
       std::filesystem::create_directories(dir, ec);
       if (ec) return LocalFail(json, IoError("cannot create " + dir + ": " + ec.message()));
-      auto created = CreateCluster(transport, std::filesystem::absolute(dir).string(), flags_.nodes,
-                                   stripes, chain, flags_.segment_mb, flags_.no_heal, bin, wait);
+      auto created =
+          CreateCluster(transport, std::filesystem::absolute(dir).string(), flags_.nodes, stripes,
+                        chain, flags_.segment_mb, flags_.no_heal, flags_.exit_with, bin, wait);
       if (!created.ok()) return LocalFail(json, created.status());
       existing = std::move(created);
     }

@@ -36,6 +36,7 @@ class LocalCommand {
     uint32_t wait_s = 30;
     uint32_t segment_mb = 0;  // 0: tally-server's default
     bool no_heal = false;     // tally-server --no-heal
+    int64_t exit_with = 0;    // tally-server --exit-with
     std::string server_bin;
   };
   CLI::App* local_ = nullptr;

@@ -103,6 +103,7 @@ Result<LocalCluster> ReadCluster(const std::string& dir) {
   c.epoch = root.epoch();
   c.segment_mb = root.segment_mb();
   c.no_heal = root.no_heal();
+  c.exit_with = root.exit_with();
   if (root.nodes().empty()) {
     return Malformed(path + " lists no nodes; remove the directory and run `local up` again");
   }
@@ -129,6 +130,7 @@ Status WriteCluster(const LocalCluster& c) {
   root.set_epoch(c.epoch);
   root.set_segment_mb(c.segment_mb);
   root.set_no_heal(c.no_heal);
+  root.set_exit_with(c.exit_with);
   for (const auto& n : c.nodes) {
     auto* node = root.add_nodes();
     node->set_id(n.id);
@@ -226,6 +228,10 @@ Result<pid_t> SpawnNode(const LocalCluster& cluster, const LocalNode& node,
     argv.push_back(std::to_string(cluster.segment_mb));
   }
   if (cluster.no_heal) argv.push_back("--no-heal");
+  if (cluster.exit_with != 0) {
+    argv.push_back("--exit-with");
+    argv.push_back(std::to_string(cluster.exit_with));
+  }
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);

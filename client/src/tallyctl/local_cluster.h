@@ -42,6 +42,7 @@ struct LocalCluster {
   uint64_t epoch = 0;       // of the layout
   uint64_t segment_mb = 0;  // tally-server --segment-mb (0: the server's default)
   bool no_heal = false;     // tally-server --no-heal
+  int64_t exit_with = 0;    // tally-server --exit-with (0: none)
   std::vector<LocalNode> nodes;
 
   // The node with `id`, or nullptr.
