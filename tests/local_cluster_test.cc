@@ -8,11 +8,11 @@
 #include <signal.h>
 
 #include <chrono>
-#include <thread>
 #include <fstream>
 #include <future>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "local_cluster_fixture.h"
 #include "process_util.h"
