@@ -16,30 +16,14 @@ class FakeIo final : public ReplicaIo {
   Result<std::vector<Status>> WriteBatch(const std::string& unit,
                                          const std::vector<proto::LogEntry>& entries) override {
     batch_calls[unit]++;
+    if (auto f = fail_next_batch.find(unit); f != fail_next_batch.end()) {
+      Status st = f->second;  // the whole call fails, once
+      fail_next_batch.erase(f);
+      return st;
+    }
     std::vector<Status> out;
     for (const auto& e : entries) out.push_back(Write(unit, e));
     return out;
-  }
-  // As the RPC implementation: a call that fails as a whole (down_fails)
-  // stops the fast path without a retry.
-  size_t WriteBatchDown(const std::vector<std::string>& chain,
-                        const std::vector<proto::LogEntry>& entries,
-                        Result<std::vector<Status>>* stopped) override {
-    down_calls++;
-    for (size_t i = 0; i < chain.size(); ++i) {
-      auto f = down_fails.find(chain[i]);
-      if (f != down_fails.end()) {
-        *stopped = f->second;
-        down_fails.erase(f);
-        return i;
-      }
-      auto r = WriteBatch(chain[i], entries);
-      if (!r.ok() || !AllOk(*r)) {
-        *stopped = std::move(r);
-        return i;
-      }
-    }
-    return chain.size();
   }
   Status Write(const std::string& unit, const proto::LogEntry& entry) override {
     writes++;
@@ -73,8 +57,7 @@ class FakeIo final : public ReplicaIo {
   int64_t now = 0;
   int writes = 0;
   std::map<std::string, int> batch_calls;
-  std::map<std::string, Status> down_fails;
-  int down_calls = 0;
+  std::map<std::string, Status> fail_next_batch;
 };
 
 proto::LogEntry Data(uint64_t a, const std::string& payload) {
@@ -129,22 +112,21 @@ TEST(ChainTest, AUnitThatRefusedSomeEntriesIsNotSentTheBatchAgain) {
 
 TEST(ChainTest, ATransientFailureOnTheFastPathIsRetriedFromThatUnit) {
   FakeIo io;
-  io.down_fails["m"] = Unavailable("connection reset");
+  io.fail_next_batch["m"] = Unavailable("connection reset");
   auto st = WriteChain(io, kChain, {Data(1, "x"), Data(2, "y")}, nullptr);
   EXPECT_TRUE(st[0].ok() && st[1].ok()) << st[0].ToString() << " " << st[1].ToString();
-  EXPECT_EQ(io.down_calls, 1);
   EXPECT_EQ(io.batch_calls["h"], 1) << "the head took them: not sent again";
-  EXPECT_EQ(io.batch_calls["m"], 1);
+  EXPECT_EQ(io.batch_calls["m"], 2) << "the failed call, then its retry";
   EXPECT_EQ(io.batch_calls["t"], 1);
   for (const auto& u : kChain) EXPECT_EQ(io.units[u].size(), 2u) << u;
 }
 
 TEST(ChainTest, AnEpochErrorOnTheFastPathFailsEveryEntryWithoutResending) {
   FakeIo io;
-  io.down_fails["t"] = WrongEpoch("sealed at epoch 3");
+  io.fail_next_batch["t"] = WrongEpoch("sealed at epoch 3");
   auto st = WriteChain(io, kChain, {Data(1, "x"), Data(2, "y")}, nullptr);
   for (const auto& s : st) EXPECT_EQ(s.code(), Code::kWrongEpoch) << s.ToString();
-  EXPECT_EQ(io.batch_calls["t"], 0);
+  EXPECT_EQ(io.batch_calls["t"], 1) << "the epoch error is final: not sent again";
   EXPECT_TRUE(io.units["t"].empty());
 }
 
