@@ -36,6 +36,13 @@ namespace {
 
 constexpr size_t kNotFound = ~size_t{0};
 
+bool AllZero(std::span<const char> bytes) {
+  for (char c : bytes) {
+    if (c != 0) return false;
+  }
+  return true;
+}
+
 // Offset of the first record at or after `from` that parses and verifies.
 size_t FindNextRecord(std::span<const char> data, size_t from) {
   char magic[4];
@@ -121,10 +128,20 @@ Status SegmentStoreImpl::Recover(RecoveryReport* report) {
       TALLY_RETURN_IF_ERROR(ScanSegment(seg.get(), report, &idx));
       for (const IndexEntry& e : idx.entries) AddRecovered(seg.get(), e);
       for (const auto& [stream, bm] : idx.streams) streams_[stream] |= bm;
+      TALLY_ASSIGN_OR_RETURN(const uint64_t physical, seg->file->Size());
       if (is_last && seg->size < options_.segment_bytes) {
         open_index_ = std::move(idx);
         open_ = seg;
+        OpenZeroFile(seg.get());
+        std::lock_guard<std::mutex> l(rolled_mu_);
+        zero_seg_ = seg;
+        zero_end_ = physical;  // [seg->size, physical) is all zeros
+        writer_end_ = seg->size;
       } else {
+        if (physical > seg->size) {  // a zero tail: the stored index states the exact size
+          TALLY_RETURN_IF_ERROR(seg->file->Truncate(seg->size));
+          TALLY_RETURN_IF_ERROR(seg->file->Sync());
+        }
         Status st = PersistSegmentIndex(seg->id, seg->size, std::move(idx));
         if (!st.ok()) spdlog::warn("log store {}: {}", options_.dir, st.ToString());
         seg->closed = true;
@@ -198,6 +215,12 @@ Status SegmentStoreImpl::ScanSegment(Segment* seg, RecoveryReport* report, OpenS
       ++report->scanned_records;
       off += h.total_size();
       continue;
+    }
+    // Zeros to the end: written ahead by zero-ahead (segment_writer.cc) and
+    // never overwritten; the segment's clean end, not a torn tail.
+    if (AllZero(rest)) {
+      report->zero_tail_bytes += rest.size();
+      break;
     }
     // Damaged bytes at `off`. Is anything valid after them?
     const bool header_ok = r != format::ParseResult::kBadHeader;

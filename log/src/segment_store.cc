@@ -80,7 +80,10 @@ Status SegmentStore::AppendSync(Record record) {
 }
 
 SegmentStoreImpl::SegmentStoreImpl(SegmentStoreOptions options, std::unique_ptr<MetadataStore> meta)
-    : options_(std::move(options)), fs_(options_.env.fs), meta_(std::move(meta)) {}
+    : options_(std::move(options)),
+      zero_ahead_(!options_.inline_writes && options_.zero_ahead_bytes > 0),
+      fs_(options_.env.fs),
+      meta_(std::move(meta)) {}
 
 SegmentStoreImpl::~SegmentStoreImpl() {
   {
@@ -96,6 +99,18 @@ SegmentStoreImpl::~SegmentStoreImpl() {
   }
   rolled_cv_.notify_all();
   if (indexer_.joinable()) indexer_.join();
+  // A clean close leaves the open segment without its zero tail (recovery
+  // would read it as the clean end anyway).
+  if (open_ != nullptr && zero_ahead_) {
+    open_->zero_file.reset();
+    Result<uint64_t> physical = open_->file->Size();
+    Status st = physical.status();
+    if (st.ok() && *physical > open_->size) {
+      st = open_->file->Truncate(open_->size);
+      if (st.ok()) st = open_->file->Sync();
+    }
+    if (!st.ok()) spdlog::warn("log store {}: at close: {}", options_.dir, st.ToString());
+  }
 }
 
 void SegmentStoreImpl::Start() {

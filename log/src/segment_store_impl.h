@@ -41,6 +41,11 @@ struct Segment {
   uint64_t min_address = IndexEntry::kEmpty;
   uint64_t max_address = 0;  // valid when min_address != kEmpty
   bool closed = false;       // index stored; never written again; trimmable  GUARDED_BY(mu_)
+  // With zero-ahead, while the segment is open: a second handle on the
+  // same file for the indexer thread's zero writes, so that they never
+  // wait for (or hold up) the writer's io_uring ring. Dropped when the
+  // rolled segment is closed. Indexer thread only (Recover before Start).
+  std::unique_ptr<File> zero_file;
 
   void Cover(uint64_t address) {
     if (min_address == IndexEntry::kEmpty || address < min_address) min_address = address;
@@ -130,8 +135,27 @@ class SegmentStoreImpl final : public SegmentStore {
   // The indexer thread: runs CloseSegment for rolled segments, so that the
   // encoding and RocksDB write of a large index never stall group commits.
   void IndexerLoop();
-  // Waits until every rolled segment is closed (its index stored).
+  // Waits until every rolled segment is closed (its index stored) and no
+  // zero-ahead write is in progress.
   void WaitForRolledSegments();
+  // Zero-ahead, writer side: called before the group at [from, to) of
+  // open_ is written. Waits while zeros are being written where the group
+  // goes (rare: the indexer zeroes from at least kZeroGap past the writer's
+  // end), records `to` as the writer's end and asks the indexer for more
+  // zeros when fewer than zero_ahead_bytes lie ahead.
+  void ClaimForWrite(uint64_t from, uint64_t to);
+  // Zero-ahead, indexer side: writes and syncs zeros chunk by chunk until
+  // zero_ahead_bytes lie past the writer's end (or the segment's size is
+  // reached). Called and returns with `l` (on rolled_mu_) held; drops it
+  // while writing. Leaves early when a rolled segment waits to be closed.
+  void ZeroAhead(std::unique_lock<std::mutex>& l);
+  // The next chunk ZeroAhead would zero in zero_seg_, if any: from
+  // max(zero_end_, writer_end_ + kZeroGap), up to zero_ahead_bytes past the
+  // writer's end and never past segment_bytes. Requires rolled_mu_ held.
+  bool NextZeroChunk(uint64_t* from, uint64_t* to) const;
+  // Opens seg->zero_file if zero-ahead is on (a failure only turns it off
+  // for this segment).
+  void OpenZeroFile(Segment* seg);
 
   // segment_recovery.cc
   Status LoadSegment(std::shared_ptr<Segment> seg, bool is_last, RecoveryReport* report,
@@ -151,6 +175,7 @@ class SegmentStoreImpl final : public SegmentStore {
   Status WipeMarked();
 
   const SegmentStoreOptions options_;
+  const bool zero_ahead_;  // zero_ahead_bytes > 0 and threaded writes
   FileSystem* const fs_;
   std::unique_ptr<MetadataStore> meta_;
 
@@ -202,7 +227,15 @@ class SegmentStoreImpl final : public SegmentStore {
   std::condition_variable rolled_cv_;
   std::deque<RolledSegment> rolled_;  // GUARDED_BY(rolled_mu_)
   bool indexer_busy_ = false;         // GUARDED_BY(rolled_mu_) one taken, not yet closed
-  bool indexer_stopping_ = false;     // GUARDED_BY(rolled_mu_)
+  // Zero-ahead state (all GUARDED_BY(rolled_mu_)); see ClaimForWrite.
+  std::shared_ptr<Segment> zero_seg_;       // the open segment these describe
+  uint64_t zero_end_ = 0;                   // zeros are durable in [.., zero_end_) of zero_seg_
+  uint64_t writer_end_ = 0;                 // the writer writes zero_seg_ only below this
+  bool zero_wanted_ = false;                // the writer asked for more zeros
+  const Segment* zero_busy_seg_ = nullptr;  // zeros being written to [from, to) of it
+  uint64_t zero_busy_from_ = 0;
+  uint64_t zero_busy_to_ = 0;
+  bool indexer_stopping_ = false;  // GUARDED_BY(rolled_mu_)
   std::thread indexer_;
 };
 

@@ -5,6 +5,16 @@
 // queueing while a group syncs. With inline_writes, AppendInline
 // (segment_store.cc) runs CommitGroup on the caller's thread instead, with
 // a group of one Append.
+//
+// Zero-ahead (threaded writes only): the indexer thread writes and syncs
+// zeros ahead of the open segment's end, chunk by chunk, through its own
+// handle on the file. A group commit then overwrites blocks that are
+// allocated and inside the file's size, so its fdatasync flushes data and
+// the device cache but needs no ext4 journal commit (log_bench's
+// storage_3x_paced_64B: p50 0.59-0.67 ms per group without, 0.45-0.49 ms
+// with). The writer never writes where zeros are being written
+// (ClaimForWrite waits); a rolled segment's zero tail is cut off before its
+// index is stored; recovery reads an all-zero remainder as the clean end.
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -18,6 +28,17 @@ namespace {
 constexpr size_t kPrefetchAhead = 8;
 // Payloads at least this large are not copied into the group buffer.
 constexpr size_t kScatterPayloadBytes = 2048;
+// Zero-ahead writes this much per sync, starting at least kZeroGap past the
+// writer's end (so the writer, which keeps writing meanwhile, does not run
+// into the range being zeroed). Small, because a group commit whose sync
+// overlaps a zero chunk waits for it: 2 MiB chunks (10 ms) raised the p99.
+constexpr uint64_t kZeroChunk = 128ull << 10;
+constexpr uint64_t kZeroGap = 1ull << 20;
+
+const char* ZeroBytes() {
+  static const std::vector<char>* zeros = new std::vector<char>(kZeroChunk, '\0');
+  return zeros->data();
+}
 }  // namespace
 
 void SegmentStoreImpl::WriterLoop() {
@@ -103,6 +124,11 @@ Status SegmentStoreImpl::WriteGroup(uint64_t* base_offset, uint64_t* total) {
   }
   if (out != run) bufs_.emplace_back(run, out - run);
   *base_offset = open_->size;
+  if (zero_ahead_) {
+    uint64_t len = 0;
+    for (const ConstBuffer& b : bufs_) len += b.size();
+    ClaimForWrite(*base_offset, *base_offset + len);
+  }
   Status st = open_->file->Write(*base_offset, std::span<const ConstBuffer>(bufs_), true);
   if (!st.ok()) {
     return st.WithContext(fmt::format("group commit of {} bytes at offset {} of {}", *total,
@@ -197,6 +223,70 @@ void SegmentStoreImpl::CompleteGroup() {
   flush_cv_.notify_all();
 }
 
+void SegmentStoreImpl::ClaimForWrite(uint64_t from, uint64_t to) {
+  std::unique_lock<std::mutex> l(rolled_mu_);
+  if (zero_seg_ != open_) {  // the first write since Start or a wipe
+    zero_seg_ = open_;
+    zero_end_ = 0;
+  }
+  rolled_cv_.wait(l, [&] {
+    return zero_busy_seg_ != open_.get() || to <= zero_busy_from_ || from >= zero_busy_to_;
+  });
+  writer_end_ = std::max(writer_end_, to);
+  uint64_t from_ignored = 0, to_ignored = 0;
+  if (!zero_wanted_ && NextZeroChunk(&from_ignored, &to_ignored)) {
+    zero_wanted_ = true;
+    l.unlock();
+    rolled_cv_.notify_all();
+  }
+}
+
+bool SegmentStoreImpl::NextZeroChunk(uint64_t* from, uint64_t* to) const {
+  const uint64_t limit = options_.segment_bytes;
+  const uint64_t want = std::min(writer_end_ + options_.zero_ahead_bytes, limit);
+  *from = std::max(zero_end_, writer_end_ + kZeroGap);
+  if (*from >= want) return false;
+  *to = std::min(*from + kZeroChunk, limit);
+  return true;
+}
+
+void SegmentStoreImpl::ZeroAhead(std::unique_lock<std::mutex>& l) {
+  while (!indexer_stopping_ && rolled_.empty() && zero_seg_ != nullptr &&
+         zero_seg_->zero_file != nullptr) {
+    uint64_t from = 0, to = 0;
+    if (!NextZeroChunk(&from, &to)) return;
+    std::shared_ptr<Segment> seg = zero_seg_;
+    zero_busy_seg_ = seg.get();
+    zero_busy_from_ = from;
+    zero_busy_to_ = to;
+    l.unlock();
+    const ConstBuffer chunk(ZeroBytes(), to - from);
+    Status st = seg->zero_file->Write(from, std::span<const ConstBuffer>(&chunk, 1), true);
+    l.lock();
+    zero_busy_seg_ = nullptr;
+    rolled_cv_.notify_all();  // a writer waiting in ClaimForWrite, WaitForRolledSegments
+    if (!st.ok()) {
+      // Only speed is lost: group commits extend the file as without it.
+      spdlog::warn("log store {}: zero-ahead of {} stopped: {}", options_.dir, seg->path,
+                   st.ToString());
+      seg->zero_file.reset();
+      return;
+    }
+    if (zero_seg_ == seg) zero_end_ = std::max(zero_end_, to);
+  }
+}
+
+void SegmentStoreImpl::OpenZeroFile(Segment* seg) {
+  if (!zero_ahead_) return;
+  auto f = fs_->Open(seg->path, OpenOptions{});
+  if (!f.ok()) {
+    spdlog::warn("log store {}: no zero-ahead for {}: {}", options_.dir, seg->path,
+                 f.status().ToString());
+    return;
+  }
+  seg->zero_file = std::move(*f);
+}
+
 Status SegmentStoreImpl::RollSegment() {
   std::shared_ptr<Segment> next;
   TALLY_RETURN_IF_ERROR(CreateSegment(open_->id + 1, &next));
@@ -218,6 +308,11 @@ Status SegmentStoreImpl::RollSegment() {
   {
     std::lock_guard<std::mutex> l(rolled_mu_);
     rolled_.push_back(std::move(rolled));
+    // Zeros now go to the new segment (ZeroAhead stops writing to the old
+    // one: it closes rolled segments first).
+    zero_seg_ = open_;
+    zero_end_ = 0;
+    writer_end_ = 0;
   }
   rolled_cv_.notify_all();  // the indexer, and any WaitForRolledSegments
   return Status::OK();
@@ -225,7 +320,25 @@ Status SegmentStoreImpl::RollSegment() {
 
 void SegmentStoreImpl::CloseSegment(std::shared_ptr<Segment> seg, uint64_t file_size,
                                     OpenSegmentIndex index) {
-  Status st = PersistSegmentIndex(seg->id, file_size, std::move(index));
+  // Zeros written ahead past the last record go first: the stored index
+  // describes the file's exact size (recovery checks it).
+  seg->zero_file.reset();
+  Result<uint64_t> physical = seg->file->Size();
+  Status st = physical.status();
+  if (st.ok() && *physical > file_size) {
+    st = seg->file->Truncate(file_size);
+    if (st.ok()) st = seg->file->Sync();
+  }
+  if (!st.ok()) {
+    spdlog::warn(
+        "log store {}: cutting the zero tail of segment {} failed ({}); it will be scanned at "
+        "the next start",
+        options_.dir, seg->id, st.ToString());
+    std::lock_guard<std::mutex> l(mu_);
+    seg->closed = true;
+    return;
+  }
+  st = PersistSegmentIndex(seg->id, file_size, std::move(index));
   if (!st.ok()) {
     spdlog::warn(
         "log store {}: index of segment {} not stored ({}); it will be scanned at the "
@@ -239,8 +352,13 @@ void SegmentStoreImpl::CloseSegment(std::shared_ptr<Segment> seg, uint64_t file_
 void SegmentStoreImpl::IndexerLoop() {
   std::unique_lock<std::mutex> l(rolled_mu_);
   while (true) {
-    rolled_cv_.wait(l, [&] { return indexer_stopping_ || !rolled_.empty(); });
-    if (rolled_.empty()) return;  // stopping, and every rolled segment is stored
+    rolled_cv_.wait(l, [&] { return indexer_stopping_ || !rolled_.empty() || zero_wanted_; });
+    if (rolled_.empty()) {
+      if (indexer_stopping_) return;  // every rolled segment is stored
+      zero_wanted_ = false;
+      ZeroAhead(l);
+      continue;
+    }
     RolledSegment r = std::move(rolled_.front());
     rolled_.pop_front();
     indexer_busy_ = true;
@@ -254,7 +372,8 @@ void SegmentStoreImpl::IndexerLoop() {
 
 void SegmentStoreImpl::WaitForRolledSegments() {
   std::unique_lock<std::mutex> l(rolled_mu_);
-  rolled_cv_.wait(l, [&] { return rolled_.empty() && !indexer_busy_; });
+  rolled_cv_.wait(l,
+                  [&] { return rolled_.empty() && !indexer_busy_ && zero_busy_seg_ == nullptr; });
 }
 
 void SegmentStoreImpl::ReserveOpenIndex() {
@@ -287,6 +406,7 @@ Status SegmentStoreImpl::CreateSegment(uint32_t id, std::shared_ptr<Segment>* ou
   oo.exclusive = true;
   TALLY_ASSIGN_OR_RETURN(seg->file, fs_->Open(seg->path, oo));
   TALLY_RETURN_IF_ERROR(fs_->SyncDir(options_.dir));
+  OpenZeroFile(seg.get());
   *out = std::move(seg);
   return Status::OK();
 }

@@ -203,9 +203,16 @@ TEST_F(RecoveryTest, TruncatedSegmentFiles) {
   EXPECT_TRUE(store->AppendSync(MakeRecord(43, PayloadFor(43, kPayload))).ok());
 }
 
+// Without zero-ahead: the injected fault must hit the group commit, not a
+// zero-ahead write to the same file.
+SegmentStoreOptions NoZeroAhead(SegmentStoreOptions o) {
+  o.zero_ahead_bytes = 0;
+  return o;
+}
+
 TEST_F(RecoveryTest, FailedWriteIsNotAcknowledgedAndReopenRecovers) {
   {
-    auto store = OpenStore();
+    auto store = OpenStore(NoZeroAhead(Options()));
     Fill(*store, 0, 10);
     fault_.FailNext(FaultOp::kWrite, 1, "seg-");
     Status s = store->AppendSync(MakeRecord(10, PayloadFor(10, kPayload)));
@@ -238,7 +245,7 @@ TEST_F(RecoveryTest, FailedSyncIsNotAcknowledgedAndReopenRecovers) {
     if (!models_sync) GTEST_SKIP() << "FaultInjectionFileSystem ignores kSync in Write(sync=true)";
   }
   {
-    auto store = OpenStore();
+    auto store = OpenStore(NoZeroAhead(Options()));
     Fill(*store, 0, 10);
     fault_.FailNext(FaultOp::kSync, 1, "seg-");
     Status s = store->AppendSync(MakeRecord(10, PayloadFor(10, kPayload)));

@@ -45,6 +45,14 @@ struct SegmentStoreOptions {
   // is far below the threaded path). Same write-once, trim, epoch and
   // recovery semantics; the files are identical in format.
   bool inline_writes = false;
+  // Zero-ahead: the indexer thread keeps up to this many bytes past the
+  // open segment's end written with zeros and synced, so that a group
+  // commit overwrites blocks that are already allocated inside the file's
+  // size and its fdatasync flushes data without an ext4 journal commit
+  // (docs/log-format.md, "Zero-ahead"). Zeros start 1 MiB past the end, so
+  // values up to 1 MiB write none; 0 turns it off; so does inline_writes. Recovery reads an
+  // all-zero remainder of a segment as its clean end, not as a torn tail.
+  uint64_t zero_ahead_bytes = 8ull << 20;
 };
 
 // What recovery found on open (for logs and tests).
@@ -53,6 +61,7 @@ struct RecoveryReport {
   uint64_t records = 0;
   uint64_t scanned_records = 0;     // records read from segment files at start-up
   uint64_t torn_bytes_dropped = 0;  // torn tail truncated away
+  uint64_t zero_tail_bytes = 0;     // zeros written ahead past the last record (not torn)
   uint64_t corrupt_records = 0;     // failed checksum; never served
 };
 
