@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   std::string ready_file;
   std::string log_level = "info";
   uint64_t segment_mb = 64;
+  uint64_t zero_ahead_mb = 8;
   std::string roles = "log";
   std::string layout_file;
   CLI::App app{"tally-server: one node of a Tally cluster (log unit, sequencer, layout server)"};
@@ -42,6 +43,11 @@ int main(int argc, char** argv) {
   app.add_option("--ready-file", ready_file,
                  "once serving, write the bound HOST:PORT to this file (atomically)");
   app.add_option("--segment-mb", segment_mb, "segment file size in MiB")->capture_default_str();
+  app.add_option("--zero-ahead-mb", zero_ahead_mb,
+                 "MiB of zeros kept written and synced past the open segment's end, so that "
+                 "group commits overwrite allocated blocks and their fdatasync needs no "
+                 "journal commit; 0 turns it off")
+      ->capture_default_str();
   app.add_option("--roles", roles,
                  "roles this node hosts: a comma list of log, sequencer, layout (a Paxos layout "
                  "server, docs/layout.md)")
@@ -64,6 +70,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   options.id = tally::NodeId(node_id);
   options.segment_bytes = segment_mb << 20;
+  options.zero_ahead_bytes = zero_ahead_mb << 20;
   options.heal = !no_heal;
   auto parsed_roles = tally::server::ParseRoles(roles);
   if (!parsed_roles.ok()) {

@@ -55,6 +55,7 @@ Result<std::unique_ptr<Node>> Node::Start(NodeOptions options, net::Transport* t
     log::LogUnitOptions lu;
     lu.store.dir = JoinPath(o.data_dir, "log");
     lu.store.segment_bytes = o.segment_bytes;
+    lu.store.zero_ahead_bytes = o.zero_ahead_bytes;
     lu.store.env = o.env;
     lu.store.metadata_env = o.metadata_env;
     if (o.inline_io) {

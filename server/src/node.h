@@ -45,6 +45,8 @@ struct NodeOptions {
   std::string listen = "127.0.0.1:7400";
   std::string data_dir;
   uint64_t segment_bytes = 64ull << 20;
+  // SegmentStoreOptions::zero_ahead_bytes of the log unit (0: off).
+  uint64_t zero_ahead_bytes = 8ull << 20;
   uint32_t net_threads = 1;
   Roles roles;
   // The static layout (--layout). Required by the sequencer role.
