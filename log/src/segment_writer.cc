@@ -228,6 +228,7 @@ void SegmentStoreImpl::ClaimForWrite(uint64_t from, uint64_t to) {
   if (zero_seg_ != open_) {  // the first write since Start or a wipe
     zero_seg_ = open_;
     zero_end_ = 0;
+    writer_end_ = 0;
   }
   rolled_cv_.wait(l, [&] {
     return zero_busy_seg_ != open_.get() || to <= zero_busy_from_ || from >= zero_busy_to_;

@@ -241,6 +241,20 @@ TEST_F(ZeroAheadTest, RecoveryCutsTheZeroTailOfASegmentItCloses) {
   ExpectReadable(*store, 0, 110);
 }
 
+// After a wipe, zeros follow the new segment 1's end, not the end the old
+// open segment had.
+TEST_F(ZeroAheadTest, AfterAWipeZerosFollowTheNewSegment) {
+  auto store = OpenStore(ZeroOptions(16 * kMiB, 3 * kMiB));
+  Fill(*store, 0, 4000);
+  ASSERT_TRUE(WaitForSize(1, 4000 * kRecordSize + 3 * kMiB));
+  ASSERT_TRUE(store->Wipe(Epoch(2)).ok());
+  Fill(*store, 0, 100);
+  ASSERT_TRUE(WaitForSize(1, 100 * kRecordSize + 3 * kMiB));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let any further chunk land
+  EXPECT_LT(FileSize(1), 100 * kRecordSize + 3 * kMiB + 128 * 1024);
+  ExpectReadable(*store, 0, 100);
+}
+
 TEST_F(ZeroAheadTest, ConcurrentWritersAcrossRollsLoseNothing) {
   constexpr size_t kPayloadBig = 1000;
   constexpr int kThreads = 4;
