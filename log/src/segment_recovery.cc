@@ -128,8 +128,8 @@ Status SegmentStoreImpl::Recover(RecoveryReport* report) {
       TALLY_RETURN_IF_ERROR(ScanSegment(seg.get(), report, &idx));
       for (const IndexEntry& e : idx.entries) AddRecovered(seg.get(), e);
       for (const auto& [stream, bm] : idx.streams) streams_[stream] |= bm;
-      TALLY_ASSIGN_OR_RETURN(const uint64_t physical, seg->file->Size());
       if (is_last && seg->size < options_.segment_bytes) {
+        TALLY_ASSIGN_OR_RETURN(const uint64_t physical, seg->file->Size());
         open_index_ = std::move(idx);
         open_ = seg;
         OpenZeroFile(seg.get());
@@ -138,10 +138,8 @@ Status SegmentStoreImpl::Recover(RecoveryReport* report) {
         zero_end_ = physical;  // [seg->size, physical) is all zeros
         writer_end_ = seg->size;
       } else {
-        if (physical > seg->size) {  // a zero tail: the stored index states the exact size
-          TALLY_RETURN_IF_ERROR(seg->file->Truncate(seg->size));
-          TALLY_RETURN_IF_ERROR(seg->file->Sync());
-        }
+        // A zero tail goes: the stored index states the file's exact size.
+        TALLY_RETURN_IF_ERROR(CutZeroTail(seg.get(), seg->size));
         Status st = PersistSegmentIndex(seg->id, seg->size, std::move(idx));
         if (!st.ok()) spdlog::warn("log store {}: {}", options_.dir, st.ToString());
         seg->closed = true;

@@ -103,12 +103,7 @@ SegmentStoreImpl::~SegmentStoreImpl() {
   // would read it as the clean end anyway).
   if (open_ != nullptr && zero_ahead_) {
     open_->zero_file.reset();
-    Result<uint64_t> physical = open_->file->Size();
-    Status st = physical.status();
-    if (st.ok() && *physical > open_->size) {
-      st = open_->file->Truncate(open_->size);
-      if (st.ok()) st = open_->file->Sync();
-    }
+    Status st = CutZeroTail(open_.get(), open_->size);
     if (!st.ok()) spdlog::warn("log store {}: at close: {}", options_.dir, st.ToString());
   }
 }

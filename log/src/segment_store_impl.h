@@ -153,6 +153,9 @@ class SegmentStoreImpl final : public SegmentStore {
   // max(zero_end_, writer_end_ + kZeroGap), up to zero_ahead_bytes past the
   // writer's end and never past segment_bytes. Requires rolled_mu_ held.
   bool NextZeroChunk(uint64_t* from, uint64_t* to) const;
+  // Truncates seg's file to `size` (and syncs) if it is longer: drops the
+  // zeros written ahead past its last record.
+  Status CutZeroTail(Segment* seg, uint64_t size);
   // Opens seg->zero_file if zero-ahead is on (a failure only turns it off
   // for this segment).
   void OpenZeroFile(Segment* seg);

@@ -277,6 +277,13 @@ void SegmentStoreImpl::ZeroAhead(std::unique_lock<std::mutex>& l) {
   }
 }
 
+Status SegmentStoreImpl::CutZeroTail(Segment* seg, uint64_t size) {
+  TALLY_ASSIGN_OR_RETURN(const uint64_t physical, seg->file->Size());
+  if (physical <= size) return Status::OK();
+  TALLY_RETURN_IF_ERROR(seg->file->Truncate(size));
+  return seg->file->Sync();
+}
+
 void SegmentStoreImpl::OpenZeroFile(Segment* seg) {
   if (!zero_ahead_) return;
   auto f = fs_->Open(seg->path, OpenOptions{});
@@ -324,12 +331,7 @@ void SegmentStoreImpl::CloseSegment(std::shared_ptr<Segment> seg, uint64_t file_
   // Zeros written ahead past the last record go first: the stored index
   // describes the file's exact size (recovery checks it).
   seg->zero_file.reset();
-  Result<uint64_t> physical = seg->file->Size();
-  Status st = physical.status();
-  if (st.ok() && *physical > file_size) {
-    st = seg->file->Truncate(file_size);
-    if (st.ok()) st = seg->file->Sync();
-  }
+  Status st = CutZeroTail(seg.get(), file_size);
   if (!st.ok()) {
     spdlog::warn(
         "log store {}: cutting the zero tail of segment {} failed ({}); it will be scanned at "

@@ -65,6 +65,16 @@ class ZeroAheadTest : public testing::StoreFixture {
     ASSERT_TRUE(f->Write(0, std::span<const ConstBuffer>(&b, 1), true).ok());
   }
 
+  // Segment 1 as a power cut would leave it once zero-ahead ran: records
+  // 0..99, then at least 3 MiB of zeros (the store is closed afterwards,
+  // which cuts the file back to its records).
+  std::string ZeroTailImage() {
+    auto store = OpenStore(ZeroOptions(16 * kMiB, 3 * kMiB));
+    Fill(*store, 0, 100);
+    EXPECT_TRUE(WaitForSize(1, 100 * kRecordSize + 3 * kMiB)) << "file size " << FileSize(1);
+    return FileBytes(1);
+  }
+
   // Waits (up to 10 s) until segment `id` is at least `size` bytes long.
   bool WaitForSize(uint32_t id, uint64_t size) {
     for (int i = 0; i < 1000; ++i) {
@@ -94,14 +104,9 @@ TEST_F(ZeroAheadTest, ZerosLieAheadOfTheRecordsAndNeverCoverThem) {
 }
 
 TEST_F(ZeroAheadTest, CrashImageWithAZeroTailRecoversAsACleanEnd) {
-  std::string image;
-  {
-    auto store = OpenStore(ZeroOptions(16 * kMiB, 3 * kMiB));
-    Fill(*store, 0, 100);
-    ASSERT_TRUE(WaitForSize(1, 100 * kRecordSize + 3 * kMiB));
-    image = FileBytes(1);
-  }
-  // A clean close cuts the tail off; a power cut would have left it.
+  const std::string image = ZeroTailImage();
+  ASSERT_GE(image.size(), 100 * kRecordSize + 3 * kMiB);
+  // The clean close cut the tail off; a power cut would have left it.
   EXPECT_EQ(FileSize(1), 100 * kRecordSize);
   WriteImage(1, image);
 
@@ -123,13 +128,8 @@ TEST_F(ZeroAheadTest, CrashImageWithAZeroTailRecoversAsACleanEnd) {
 }
 
 TEST_F(ZeroAheadTest, TornRecordBeforeTheZerosIsStillATornTail) {
-  std::string image;
-  {
-    auto store = OpenStore(ZeroOptions(16 * kMiB, 3 * kMiB));
-    Fill(*store, 0, 100);
-    ASSERT_TRUE(WaitForSize(1, 100 * kRecordSize + 3 * kMiB));
-    image = FileBytes(1);
-  }
+  std::string image = ZeroTailImage();
+  ASSERT_GE(image.size(), 100 * kRecordSize + 3 * kMiB);
   // Half of a record that was never synced, right after the last good one.
   Record r = MakeRecord(100, PayloadFor(100, kPayload));
   std::string torn(format::EncodedSize(r), '\0');
@@ -187,13 +187,8 @@ TEST_F(ZeroAheadTest, SegmentsRollWhileZerosAreWrittenAhead) {
 // can reach past the size at which it now rolls: the tail is cut before the
 // rolled segment's index is stored (else every start would scan it).
 TEST_F(ZeroAheadTest, ZeroTailPastANewSegmentSizeIsCutWhenTheSegmentRolls) {
-  std::string image;
-  {
-    auto store = OpenStore(ZeroOptions(16 * kMiB, 3 * kMiB));
-    Fill(*store, 0, 100);
-    ASSERT_TRUE(WaitForSize(1, 100 * kRecordSize + 3 * kMiB));
-    image = FileBytes(1);
-  }
+  const std::string image = ZeroTailImage();
+  ASSERT_GE(image.size(), 100 * kRecordSize + 3 * kMiB);
   WriteImage(1, image);  // the crash image, zeros and all
   const auto o = ZeroOptions(64 * 1024, 3 * kMiB);
   uint64_t n = 100;
@@ -219,13 +214,8 @@ TEST_F(ZeroAheadTest, ZeroTailPastANewSegmentSizeIsCutWhenTheSegmentRolls) {
 // A restart with a segment size below the open segment's records closes it
 // at recovery; its zero tail goes before its index is stored.
 TEST_F(ZeroAheadTest, RecoveryCutsTheZeroTailOfASegmentItCloses) {
-  std::string image;
-  {
-    auto store = OpenStore(ZeroOptions(16 * kMiB, 3 * kMiB));
-    Fill(*store, 0, 100);
-    ASSERT_TRUE(WaitForSize(1, 100 * kRecordSize + 3 * kMiB));
-    image = FileBytes(1);
-  }
+  const std::string image = ZeroTailImage();
+  ASSERT_GE(image.size(), 100 * kRecordSize + 3 * kMiB);
   WriteImage(1, image);
   const auto o = ZeroOptions(1024, 3 * kMiB);
   RecoveryReport report;
