@@ -157,7 +157,10 @@ class Adder {
     for (size_t k = 0; k < gains_.size(); ++k) {
       if (!caught[k].ok()) return caught[k].status();
       AddUp(total, *caught[k]);
-      gains_[k].copied_to = caught[k]->next;
+      // Not past an address the source lacked: a write to it may have been
+      // in flight (writes finish out of address order), and the delta after
+      // the seal must copy it.
+      gains_[k].copied_to = std::min(caught[k]->next, caught[k]->first_absent);
     }
     return Status::OK();
   }

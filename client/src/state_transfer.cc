@@ -390,6 +390,7 @@ class Copier {
     for (const auto& e : range.entries) {
       if (e.address % stripes_ == options_.stripe) mine.push_back(e);
     }
+    NoteFirstAbsent(std::max(cur, range.trim_mark), end, mine);
     if (cur < target_tail_) {
       TALLY_RETURN_IF_ERROR(CheckTarget(cur, std::min(end, target_tail_), range.trim_mark, &mine));
     }
@@ -410,6 +411,22 @@ class Copier {
     }
     StartWrite(range.answer, std::move(batch), end);
     return Status::OK();
+  }
+
+  // Sets stats_.first_absent, if not set yet, to the first address of the
+  // stripe in [lo, hi) that `mine` (the source's entries there, ascending)
+  // lacks.
+  void NoteFirstAbsent(uint64_t lo, uint64_t hi, const std::vector<WireEntry>& mine) {
+    if (stats_.first_absent != UINT64_MAX || lo >= hi) return;
+    uint64_t a = lo + (options_.stripe + stripes_ - lo % stripes_) % stripes_;
+    size_t k = 0;
+    for (; a < hi; a += stripes_) {
+      while (k < mine.size() && mine[k].address < a) ++k;
+      if (k == mine.size() || mine[k].address != a) {
+        stats_.first_absent = a;
+        return;
+      }
+    }
   }
 
   // Below the target's tail: what the target holds of the stripe in

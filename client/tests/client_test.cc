@@ -570,6 +570,7 @@ TEST_F(StateTransferTest, CopiesDataAndHolesAndSkipsWhatIsThere) {
   EXPECT_EQ(r->skipped, 1u);
   EXPECT_EQ(r->bytes, 6u * 2);  // "e0".."e6" but e1 was there
   EXPECT_EQ(r->next, 8u);
+  EXPECT_EQ(r->first_absent, UINT64_MAX);  // the hole at 5 is held
   EXPECT_EQ(r->trim_mark, 0u);
   EXPECT_GE(chunks, 3);
   for (uint64_t a = 0; a < 8; ++a) {
@@ -595,6 +596,30 @@ TEST_F(StateTransferTest, CopiesDataAndHolesAndSkipsWhatIsThere) {
   ASSERT_TRUE(delta.ok()) << delta.status().ToString();
   EXPECT_EQ(delta->entries, 2u);
   EXPECT_EQ(cluster_.Unit(3).Read(Address(9))->payload(), "e8");
+}
+
+// Writes finish out of address order: an address below the source's tail
+// may still be in flight when the copy reads past it. The copy reports the
+// first such address, from which a copy that must be complete resumes
+// (AddNode's delta after the seal).
+TEST_F(StateTransferTest, ReportsTheFirstAddressTheSourceLacked) {
+  for (uint64_t a : {0, 1, 2, 3, 4, 6, 7}) {
+    ASSERT_TRUE(cluster_.Unit(2).Write(DataEntry(Address(a), "e" + std::to_string(a))).ok());
+  }
+  auto r = Copy(0, 8);  // chunks of 3: the gap is in the second one
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->next, 8u);
+  EXPECT_EQ(r->first_absent, 5u);
+  EXPECT_EQ(r->entries, 7u);
+
+  // The write lands; resuming from there copies it and skips the rest.
+  ASSERT_TRUE(cluster_.Unit(2).Write(DataEntry(Address(5), "e5")).ok());
+  auto resumed = Copy(r->first_absent, 8);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  EXPECT_EQ(resumed->entries, 1u);
+  EXPECT_EQ(resumed->skipped, 2u);
+  EXPECT_EQ(resumed->first_absent, UINT64_MAX);
+  EXPECT_EQ(cluster_.Unit(3).Read(Address(5))->payload(), "e5");
 }
 
 TEST_F(StateTransferTest, RefusesDivergentDataAndNeverOverwrites) {

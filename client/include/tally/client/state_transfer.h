@@ -24,6 +24,11 @@ struct TransferStats {
   uint64_t skipped = 0;    // addresses the target already held, identical
   uint64_t trim_mark = 0;  // the source's trim mark (nothing below it is copied)
   uint64_t next = 0;       // the copy covered [from, next)
+  // The lowest address of the copied stripe in [from, next), at or above
+  // the source's trim mark, that the source did not hold when it was read
+  // (UINT64_MAX: none). A write in flight then lands later, so a copy that
+  // must be complete resumes from here, not from `next`.
+  uint64_t first_absent = UINT64_MAX;
 };
 
 // Called after every chunk (once its writes are acknowledged, in address
