@@ -10,6 +10,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -43,6 +45,30 @@ class LocalClusterTestBase : public ::testing::Test {
     // Nodes started by a `local up` that died before recording them: found by
     // this test's unique data directory on their command line.
     for (int64_t pid : PidsUsingDir(dir_.path())) kill(static_cast<pid_t>(pid), SIGKILL);
+    if (HasFailure()) PrintNodeLogs();
+  }
+
+  // The last lines of every node's log, for a failure in CI (the directory
+  // goes with the test). TALLY_TEST_KEEP_LOGS=DIR copies the logs there too.
+  void PrintNodeLogs() const {
+    const char* keep = std::getenv("TALLY_TEST_KEEP_LOGS");
+    for (const auto& e : std::filesystem::directory_iterator(dir_.path())) {
+      const std::string name = e.path().filename();
+      if (name.rfind("node-", 0) != 0 || e.path().extension() != ".log") continue;
+      std::ifstream in(e.path());
+      std::vector<std::string> lines;
+      for (std::string line; std::getline(in, line);) lines.push_back(line);
+      const size_t from = lines.size() > 60 ? lines.size() - 60 : 0;
+      std::fprintf(stderr, "--- %s (last %zu of %zu lines)\n", name.c_str(), lines.size() - from,
+                   lines.size());
+      for (size_t i = from; i < lines.size(); ++i) std::fprintf(stderr, "%s\n", lines[i].c_str());
+      if (keep != nullptr) {
+        std::error_code ec;
+        std::filesystem::create_directories(keep, ec);
+        std::filesystem::copy_file(e.path(), std::filesystem::path(keep) / name,
+                                   std::filesystem::copy_options::overwrite_existing, ec);
+      }
+    }
   }
 
   // Processes whose command line holds `--data-dir DIR/...`.
