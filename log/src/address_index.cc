@@ -12,8 +12,9 @@ namespace tally::log {
 
 namespace {
 constexpr size_t kMinCapacity = 1 << 12;
-// The old table is unmapped in pieces of this size as migration passes them.
-constexpr size_t kUnmapBytes = size_t{1} << 20;
+// The old table is unmapped in pieces of this size as migration passes them
+// (one transparent huge page).
+constexpr size_t kUnmapBytes = size_t{2} << 20;
 // Preparing must end before this load; a growth never reaches it at the
 // rates above (5/8 + 2/kFillPerInsert), it only bounds probe runs for sure.
 constexpr size_t kMaxLoadNum = 3, kMaxLoadDen = 4;
@@ -29,18 +30,84 @@ AddressIndex::~AddressIndex() {
   Unmap(cur_);
   Unmap(next_);
   Unmap(old_);
+  Unmap(spare_);
+}
+
+AddressIndex::Spare::Spare(Spare&& o) noexcept
+    : slots_(std::exchange(o.slots_, nullptr)), capacity_(std::exchange(o.capacity_, 0)) {}
+
+AddressIndex::Spare& AddressIndex::Spare::operator=(Spare&& o) noexcept {
+  if (this != &o) {
+    Spare dropped(std::move(*this));
+    slots_ = std::exchange(o.slots_, nullptr);
+    capacity_ = std::exchange(o.capacity_, 0);
+  }
+  return *this;
+}
+
+AddressIndex::Spare::~Spare() {
+  if (slots_ != nullptr) munmap(slots_, capacity_ * sizeof(IndexEntry));
+}
+
+size_t AddressIndex::TakeSpareRequest() {
+  if (spare_requested_ || spare_.slots != nullptr || phase_ != Phase::kStable ||
+      size_ < cur_.capacity / 2) {
+    return 0;
+  }
+  spare_requested_ = true;
+  return cur_.capacity * 2;
+}
+
+AddressIndex::Spare AddressIndex::PrepareSpare(size_t capacity) {
+  Table t = Map(capacity);
+  std::uninitialized_fill_n(t.slots, t.capacity, IndexEntry{});
+  Spare s;
+  s.slots_ = t.slots;
+  s.capacity_ = t.capacity;
+  return s;
+}
+
+AddressIndex::Spare AddressIndex::AddSpare(Spare spare) {
+  spare_requested_ = false;
+  // Sized for the growth from the current table, and not yet overtaken by it.
+  if (spare.slots_ == nullptr || spare.capacity_ != cur_.capacity * 2 ||
+      phase_ == Phase::kMigrating) {
+    return spare;
+  }
+  Table t = TableOf(std::exchange(spare.slots_, nullptr), std::exchange(spare.capacity_, 0));
+  if (phase_ == Phase::kStable) {
+    Unmap(spare_);
+    spare_ = t;
+    return Spare();
+  }
+  // Late: the growth is preparing its table incrementally. Take the ready
+  // one instead; the next Insert starts migrating.
+  Spare partial;
+  partial.slots_ = next_.slots;
+  partial.capacity_ = next_.capacity;
+  next_ = t;
+  filled_ = next_.capacity;
+  return partial;
+}
+
+AddressIndex::Table AddressIndex::TableOf(IndexEntry* slots, size_t capacity) {
+  Table t;
+  t.slots = slots;
+  t.capacity = capacity;
+  t.mask = capacity - 1;
+  t.shift = 64 - std::countr_zero(capacity);
+  return t;
 }
 
 AddressIndex::Table AddressIndex::Map(size_t capacity) {
   void* p = mmap(nullptr, capacity * sizeof(IndexEntry), PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
-  Table t;
-  t.slots = static_cast<IndexEntry*>(p);
-  t.capacity = capacity;
-  t.mask = capacity - 1;
-  t.shift = 64 - std::countr_zero(capacity);
-  return t;
+  // Advice only: where transparent huge pages are off, 4 KiB pages serve.
+  if (capacity * sizeof(IndexEntry) >= kUnmapBytes) {
+    (void)madvise(p, capacity * sizeof(IndexEntry), MADV_HUGEPAGE);
+  }
+  return TableOf(static_cast<IndexEntry*>(p), capacity);
 }
 
 void AddressIndex::Unmap(Table& t) {
@@ -99,8 +166,15 @@ const IndexEntry* AddressIndex::Find(uint64_t address) const {
 
 IndexEntry* AddressIndex::Insert(uint64_t address) {
   if (phase_ == Phase::kStable && size_ + 1 > grow_at_) {
-    next_ = Map(cur_.capacity * 2);
-    filled_ = 0;
+    spare_requested_ = false;
+    if (spare_.slots != nullptr && spare_.capacity == cur_.capacity * 2) {
+      next_ = std::exchange(spare_, Table{});  // built ahead: migrate at once
+      filled_ = next_.capacity;
+    } else {
+      Unmap(spare_);
+      next_ = Map(cur_.capacity * 2);
+      filled_ = 0;
+    }
     phase_ = Phase::kPreparing;
   }
   if (phase_ == Phase::kPreparing && (size_ + 1) * kMaxLoadDen > cur_.capacity * kMaxLoadNum) {
@@ -188,6 +262,7 @@ void AddressIndex::Rebuild(size_t capacity, Keep keep) {
     ++kept;
   }
   Unmap(cur_);
+  if (spare_.capacity != fresh.capacity * 2) Unmap(spare_);
   cur_ = fresh;
   size_ = kept;
   grow_at_ = cur_.capacity / 8 * 5;

@@ -152,12 +152,22 @@ void SegmentStoreImpl::Append(std::vector<Record> records, AppendCallback done) 
     AppendInline(std::move(p));
     return;
   }
+  size_t spare = 0;
   {
     std::lock_guard<std::mutex> l(mu_);
     AdmitLocked(p);
     queue_.push_back(std::move(p));
+    spare = index_.TakeSpareRequest();
   }
   queue_cv_.notify_one();
+  if (spare != 0) {
+    // The indexer thread builds the index's next table, off mu_.
+    {
+      std::lock_guard<std::mutex> l(rolled_mu_);
+      spare_wanted_ = spare;
+    }
+    rolled_cv_.notify_all();
+  }
 }
 
 void SegmentStoreImpl::AdmitLocked(PendingAppend& p) {

@@ -129,6 +129,9 @@ class SegmentStoreImpl final : public SegmentStore {
   void CompleteGroup();
   Status RollSegment();
   void ReserveOpenIndex();
+  // Indexer thread: builds a table of `capacity` slots for index_'s next
+  // growth without holding mu_, then hands it over.
+  void PrepareIndexSpare(size_t capacity);
   Status PersistSegmentIndex(uint32_t id, uint64_t file_size, OpenSegmentIndex index);
   // Stores a rolled segment's index, then marks it closed (trimmable).
   void CloseSegment(std::shared_ptr<Segment> seg, uint64_t file_size, OpenSegmentIndex index);
@@ -239,6 +242,9 @@ class SegmentStoreImpl final : public SegmentStore {
   uint64_t zero_busy_from_ = 0;
   uint64_t zero_busy_to_ = 0;
   bool indexer_stopping_ = false;  // GUARDED_BY(rolled_mu_)
+  // Slots of the table the indexer should build ahead for index_'s next
+  // growth (AddressIndex::TakeSpareRequest), or 0.
+  size_t spare_wanted_ = 0;  // GUARDED_BY(rolled_mu_)
   std::thread indexer_;
 };
 

@@ -19,6 +19,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <new>
+#include <utility>
+
 #include "record_format.h"
 #include "segment_store_impl.h"
 
@@ -355,7 +358,16 @@ void SegmentStoreImpl::CloseSegment(std::shared_ptr<Segment> seg, uint64_t file_
 void SegmentStoreImpl::IndexerLoop() {
   std::unique_lock<std::mutex> l(rolled_mu_);
   while (true) {
-    rolled_cv_.wait(l, [&] { return indexer_stopping_ || !rolled_.empty() || zero_wanted_; });
+    rolled_cv_.wait(l, [&] {
+      return indexer_stopping_ || !rolled_.empty() || zero_wanted_ || spare_wanted_ != 0;
+    });
+    if (spare_wanted_ != 0 && !indexer_stopping_) {
+      const size_t capacity = std::exchange(spare_wanted_, 0);
+      l.unlock();
+      PrepareIndexSpare(capacity);
+      l.lock();
+      continue;
+    }
     if (rolled_.empty()) {
       if (indexer_stopping_) return;  // every rolled segment is stored
       zero_wanted_ = false;
@@ -371,6 +383,23 @@ void SegmentStoreImpl::IndexerLoop() {
     indexer_busy_ = false;
     rolled_cv_.notify_all();  // WaitForRolledSegments
   }
+}
+
+void SegmentStoreImpl::PrepareIndexSpare(size_t capacity) {
+  AddressIndex::Spare spare;
+  try {
+    spare = AddressIndex::PrepareSpare(capacity);
+  } catch (const std::bad_alloc&) {
+    spdlog::warn("log store {}: could not map {} index slots ahead; the index grows in place",
+                 options_.dir, capacity);
+    return;
+  }
+  AddressIndex::Spare unused;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    unused = index_.AddSpare(std::move(spare));
+  }
+  // `unused` (a table the index no longer needs) is unmapped here, off mu_.
 }
 
 void SegmentStoreImpl::WaitForRolledSegments() {

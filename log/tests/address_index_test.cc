@@ -72,6 +72,95 @@ TEST(AddressIndexTest, GrowsInStepsAndKeepsEveryEntry) {
   EXPECT_GE(growing_inserts, 7 * first * 3 / 32 - 8);
 }
 
+// Inserts consecutive addresses from `*a` until the index starts a growth.
+void AddUntilGrowing(AddressIndex& idx, std::unordered_map<uint64_t, uint64_t>& ref, uint64_t* a) {
+  while (!idx.growing()) Add(idx, ref, (*a)++);
+}
+
+// Inserts until a growth in progress ends; returns how many inserts it took.
+size_t AddUntilStable(AddressIndex& idx, std::unordered_map<uint64_t, uint64_t>& ref, uint64_t* a) {
+  size_t n = 0;
+  for (; idx.growing(); ++n) Add(idx, ref, (*a)++);
+  return n;
+}
+
+TEST(AddressIndexTest, ASpareIsAskedForOnceAtHalfLoadAndSkipsPreparing) {
+  AddressIndex idx;
+  std::unordered_map<uint64_t, uint64_t> ref;
+  const size_t cap = idx.capacity();
+  uint64_t a = 0;
+  while (idx.size() + 1 < cap / 2) {
+    Add(idx, ref, a++);
+    ASSERT_EQ(idx.TakeSpareRequest(), 0u) << "asked early, at " << idx.size() << " entries";
+  }
+  Add(idx, ref, a++);
+  ASSERT_EQ(idx.TakeSpareRequest(), cap * 2);
+  EXPECT_EQ(idx.TakeSpareRequest(), 0u) << "asked twice for one growth";
+  Add(idx, ref, a++);
+  EXPECT_EQ(idx.TakeSpareRequest(), 0u);
+
+  AddressIndex::Spare unused = idx.AddSpare(AddressIndex::PrepareSpare(cap * 2));
+  EXPECT_EQ(unused.capacity(), 0u) << "a spare of the right size is kept";
+  EXPECT_TRUE(idx.has_spare());
+  AddUntilGrowing(idx, ref, &a);
+  EXPECT_FALSE(idx.has_spare());
+  EXPECT_EQ(idx.capacity(), cap * 2) << "with a spare, the growth migrates from its first insert";
+  // Migrating alone moves C slots at kMovePerInsert per insert; preparing
+  // incrementally would add (2C)/kFillPerInsert more.
+  EXPECT_LE(AddUntilStable(idx, ref, &a), cap / AddressIndex::kMovePerInsert + 1);
+  ExpectSame(idx, ref);
+  // The next table asks again, at half of its own capacity.
+  while (idx.size() < cap) Add(idx, ref, a++);
+  EXPECT_EQ(idx.TakeSpareRequest(), cap * 4);
+}
+
+TEST(AddressIndexTest, ALateSpareReplacesTheTableBeingPrepared) {
+  AddressIndex idx;
+  std::unordered_map<uint64_t, uint64_t> ref;
+  const size_t cap = idx.capacity();
+  uint64_t a = 0;
+  AddUntilGrowing(idx, ref, &a);
+  ASSERT_EQ(idx.capacity(), cap) << "preparing: the old table still takes inserts";
+  AddressIndex::Spare partial = idx.AddSpare(AddressIndex::PrepareSpare(cap * 2));
+  EXPECT_EQ(partial.capacity(), cap * 2) << "the partly prepared table comes back to be freed";
+  Add(idx, ref, a++);
+  EXPECT_EQ(idx.capacity(), cap * 2) << "the next insert migrates into the spare";
+  EXPECT_LE(AddUntilStable(idx, ref, &a), cap / AddressIndex::kMovePerInsert + 1);
+  ExpectSame(idx, ref);
+}
+
+TEST(AddressIndexTest, ASpareThatNoLongerFitsIsReturnedAndGrowthStillWorks) {
+  AddressIndex idx;
+  std::unordered_map<uint64_t, uint64_t> ref;
+  const size_t cap = idx.capacity();
+  uint64_t a = 0;
+  AddressIndex::Spare wrong = idx.AddSpare(AddressIndex::PrepareSpare(cap * 4));
+  EXPECT_EQ(wrong.capacity(), cap * 4);
+  EXPECT_FALSE(idx.has_spare());
+
+  // Held, then overtaken by a Reserve: dropped, and the growth after the
+  // Reserve prepares its own table.
+  EXPECT_EQ(idx.AddSpare(AddressIndex::PrepareSpare(cap * 2)).capacity(), 0u);
+  ASSERT_TRUE(idx.has_spare());
+  idx.Reserve(cap * 2);
+  EXPECT_FALSE(idx.has_spare());
+  const size_t reserved = idx.capacity();
+  AddUntilGrowing(idx, ref, &a);
+  EXPECT_GT(AddUntilStable(idx, ref, &a), reserved / AddressIndex::kMovePerInsert)
+      << "without a spare the growth also prepares";
+  EXPECT_EQ(idx.capacity(), reserved * 2);
+  ExpectSame(idx, ref);
+
+  // During a migration a spare is for no growth: returned.
+  AddUntilGrowing(idx, ref, &a);
+  Add(idx, ref, a++);
+  while (idx.capacity() != reserved * 4) Add(idx, ref, a++);
+  ASSERT_TRUE(idx.growing());
+  EXPECT_EQ(idx.AddSpare(AddressIndex::PrepareSpare(reserved * 4)).capacity(), reserved * 4);
+  AddUntilStable(idx, ref, &a);
+  ExpectSame(idx, ref);
+}
+
 TEST(AddressIndexTest, UpdatesThroughFindDuringGrowthPersist) {
   AddressIndex idx;
   std::unordered_map<uint64_t, uint64_t> ref;
