@@ -34,13 +34,16 @@ AddressIndex::~AddressIndex() {
 }
 
 AddressIndex::Spare::Spare(Spare&& o) noexcept
-    : slots_(std::exchange(o.slots_, nullptr)), capacity_(std::exchange(o.capacity_, 0)) {}
+    : slots_(std::exchange(o.slots_, nullptr)),
+      capacity_(std::exchange(o.capacity_, 0)),
+      filled_(std::exchange(o.filled_, 0)) {}
 
 AddressIndex::Spare& AddressIndex::Spare::operator=(Spare&& o) noexcept {
   if (this != &o) {
     Spare dropped(std::move(*this));
     slots_ = std::exchange(o.slots_, nullptr);
     capacity_ = std::exchange(o.capacity_, 0);
+    filled_ = std::exchange(o.filled_, 0);
   }
   return *this;
 }
@@ -58,20 +61,36 @@ size_t AddressIndex::TakeSpareRequest() {
   return cur_.capacity * 2;
 }
 
-AddressIndex::Spare AddressIndex::PrepareSpare(size_t capacity) {
+bool AddressIndex::Spare::Fill(size_t slots) {
+  const size_t n = std::min(slots, capacity_ - filled_);
+  std::uninitialized_fill_n(slots_ + filled_, n, IndexEntry{});
+  filled_ += n;
+  return filled_ == capacity_;
+}
+
+double AddressIndex::Spare::filled_fraction() const {
+  return capacity_ == 0 ? 0 : static_cast<double>(filled_) / static_cast<double>(capacity_);
+}
+
+AddressIndex::Spare AddressIndex::MapSpare(size_t capacity) {
   Table t = Map(capacity);
-  std::uninitialized_fill_n(t.slots, t.capacity, IndexEntry{});
   Spare s;
   s.slots_ = t.slots;
   s.capacity_ = t.capacity;
   return s;
 }
 
+AddressIndex::Spare AddressIndex::PrepareSpare(size_t capacity) {
+  Spare s = MapSpare(capacity);
+  s.Fill(capacity);
+  return s;
+}
+
 AddressIndex::Spare AddressIndex::AddSpare(Spare spare) {
   spare_requested_ = false;
   // Sized for the growth from the current table, and not yet overtaken by it.
-  if (spare.slots_ == nullptr || spare.capacity_ != cur_.capacity * 2 ||
-      phase_ == Phase::kMigrating) {
+  if (spare.slots_ == nullptr || spare.filled_ != spare.capacity_ ||
+      spare.capacity_ != cur_.capacity * 2 || phase_ == Phase::kMigrating) {
     return spare;
   }
   Table t = TableOf(std::exchange(spare.slots_, nullptr), std::exchange(spare.capacity_, 0));

@@ -30,17 +30,19 @@
 //
 // Preparing still touched fresh memory under the store's mutex: a page fault
 // every two inserts, each costly in a VM (the host backs the page too).
-// Preparing an 8M-slot table took 1.5 s, during which every unit of a chain (same
-// addresses, so the same growth schedule) answered 4-10x slower:
+// Preparing an 8M-slot table took 1.5 s, during which every unit of a chain
+// (same addresses, so the same growth schedule) answered 4-10x slower:
 // append_bench's 100k/s row went from ~4 ms to 20-110 ms per batch and built
 // a 25,000-append backlog (p99 200-300 ms). So a caller with a spare thread
 // builds the next table ahead, off its lock: TakeSpareRequest() says, once
-// the table is half full, which capacity to build; PrepareSpare() maps and
-// fills it on any thread; AddSpare() hands it over, and the growth at 5/8
-// migrates from its first insert. Without a spare (no helper thread, or it is
-// late) the growth prepares incrementally as above. Tables ask for
-// transparent huge pages: one fault per 2 MiB, and fewer TLB misses on the
-// random probes of a large table.
+// the table is half full, which capacity to build; MapSpare() maps it and
+// Spare::Fill() initializes it a piece at a time on any thread (SegmentStore
+// paces the pieces by the index's progress towards 5/8: filling 3 x 512 MiB
+// at once starved the box for 1.6 s); AddSpare() hands it over, and the
+// growth at 5/8 migrates from its first insert. Without a spare (no helper
+// thread, or it is late) the growth prepares incrementally as above. Tables
+// ask for transparent huge pages: one fault per 2 MiB, and fewer TLB misses
+// on the random probes of a large table.
 
 #include <cstddef>
 #include <cstdint>
@@ -113,21 +115,30 @@ class AddressIndex {
     Spare& operator=(Spare&& o) noexcept;
     ~Spare();
     size_t capacity() const { return capacity_; }
+    // Initializes up to `slots` more slots; true once every slot is. Slow
+    // (first touch of fresh pages): call it without the index's lock.
+    bool Fill(size_t slots);
+    // Slots initialized so far, as a fraction of the capacity.
+    double filled_fraction() const;
 
    private:
     friend class AddressIndex;
-    IndexEntry* slots_ = nullptr;  // mapped, every slot empty
+    IndexEntry* slots_ = nullptr;  // mapped; [0, filled_) initialized empty
     size_t capacity_ = 0;
+    size_t filled_ = 0;
   };
   // The capacity the caller should PrepareSpare() now, once per growth; 0 if
   // none is wanted (not half full yet, already asked, or one is held).
   size_t TakeSpareRequest();
-  // Maps and initializes a table of `capacity` slots. Slow (touches every
-  // page): call it without the lock that guards the index. Thread-safe.
+  // Maps a table of `capacity` slots, to be initialized with Spare::Fill (a
+  // piece at a time, so a caller can spread the page faults). Thread-safe.
+  static Spare MapSpare(size_t capacity);
+  // MapSpare and Fill all of it.
   static Spare PrepareSpare(size_t capacity);
-  // Keeps `spare` for the next growth if it still fits it (or swaps it in for
-  // a growth that is preparing incrementally); otherwise returns it, to be
-  // destroyed (unmapped) by the caller, preferably outside the lock.
+  // Keeps `spare` (fully filled) for the next growth if it still fits it (or
+  // swaps it in for a growth that is preparing incrementally); otherwise
+  // returns it, to be destroyed (unmapped) by the caller, preferably outside
+  // the lock.
   Spare AddSpare(Spare spare);
   // True while a spare is held for the next growth.
   bool has_spare() const { return spare_.slots != nullptr; }

@@ -87,6 +87,12 @@ SegmentStoreImpl::SegmentStoreImpl(SegmentStoreOptions options, std::unique_ptr<
 
 SegmentStoreImpl::~SegmentStoreImpl() {
   {
+    std::lock_guard<std::mutex> l(spare_mu_);
+    spare_stopping_ = true;
+  }
+  spare_cv_.notify_all();
+  if (spare_thread_.joinable()) spare_thread_.join();
+  {
     std::lock_guard<std::mutex> l(mu_);
     stopping_ = true;
   }
@@ -118,6 +124,10 @@ void SegmentStoreImpl::Start() {
   indexer_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "tally-segindex");
     IndexerLoop();
+  });
+  spare_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "tally-segspare");
+    SpareLoop();
   });
 }
 
@@ -158,15 +168,16 @@ void SegmentStoreImpl::Append(std::vector<Record> records, AppendCallback done) 
     AdmitLocked(p);
     queue_.push_back(std::move(p));
     spare = index_.TakeSpareRequest();
+    index_entries_.store(index_.size(), std::memory_order_relaxed);
   }
   queue_cv_.notify_one();
   if (spare != 0) {
-    // The indexer thread builds the index's next table, off mu_.
+    // The spare thread builds the index's next table, off mu_.
     {
-      std::lock_guard<std::mutex> l(rolled_mu_);
+      std::lock_guard<std::mutex> l(spare_mu_);
       spare_wanted_ = spare;
     }
-    rolled_cv_.notify_all();
+    spare_cv_.notify_all();
   }
 }
 

@@ -114,6 +114,30 @@ TEST(AddressIndexTest, ASpareIsAskedForOnceAtHalfLoadAndSkipsPreparing) {
   EXPECT_EQ(idx.TakeSpareRequest(), cap * 4);
 }
 
+TEST(AddressIndexTest, ASpareIsFilledPieceByPieceAndOnlyTakenWhenFull) {
+  AddressIndex idx;
+  std::unordered_map<uint64_t, uint64_t> ref;
+  const size_t cap = idx.capacity();
+  AddressIndex::Spare spare = AddressIndex::MapSpare(cap * 2);
+  EXPECT_EQ(spare.filled_fraction(), 0.0);
+  EXPECT_FALSE(spare.Fill(cap / 2));
+  EXPECT_DOUBLE_EQ(spare.filled_fraction(), 0.25);
+  // Half-built: not usable yet, so handed back.
+  spare = idx.AddSpare(std::move(spare));
+  EXPECT_EQ(spare.capacity(), cap * 2);
+  EXPECT_FALSE(idx.has_spare());
+  EXPECT_FALSE(spare.Fill(cap));
+  EXPECT_TRUE(spare.Fill(cap));  // only the last quarter was left
+  EXPECT_DOUBLE_EQ(spare.filled_fraction(), 1.0);
+  EXPECT_EQ(idx.AddSpare(std::move(spare)).capacity(), 0u);
+  ASSERT_TRUE(idx.has_spare());
+  uint64_t a = 0;
+  AddUntilGrowing(idx, ref, &a);
+  EXPECT_EQ(idx.capacity(), cap * 2);
+  AddUntilStable(idx, ref, &a);
+  ExpectSame(idx, ref);
+}
+
 TEST(AddressIndexTest, ALateSpareReplacesTheTableBeingPrepared) {
   AddressIndex idx;
   std::unordered_map<uint64_t, uint64_t> ref;
