@@ -57,9 +57,12 @@ void WriteBatchPipeline::Issue() {
         for (const auto& e : r->results()) {
           if (e.code() != proto::OK) Die("log.write_batch entry", Internal(e.message()));
         }
+        if (!r->all_ok() && r->results_size() != batch_) {
+          Die("log.write_batch", Malformed("answer without all_ok or a result per entry"));
+        }
         if (measuring_.load()) {
-          latencies_.Record(MicrosSince(t0), r->results_size());
-          acked_.fetch_add(r->results_size());
+          latencies_.Record(MicrosSince(t0), batch_);
+          acked_.fetch_add(batch_);
         }
         if (!stop_.load()) Issue();
         outstanding_--;

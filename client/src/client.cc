@@ -226,15 +226,7 @@ std::string EncodeWriteBatchRequest(uint64_t epoch, const std::vector<proto::Log
 Result<std::vector<Status>> BatchResults(const std::string& unit,
                                          Result<proto::WriteBatchResponse> r, size_t n) {
   if (!r.ok()) return r.status();
-  if (r->results_size() != static_cast<int>(n)) {
-    return Malformed("log.write_batch on " + unit + " answered " +
-                     std::to_string(r->results_size()) + " results for " + std::to_string(n) +
-                     " entries");
-  }
-  std::vector<Status> out;
-  out.reserve(n);
-  for (const auto& e : r->results()) out.push_back(net::FromProto(e));
-  return out;
+  return internal::WriteBatchResults(unit, *r, n);
 }
 
 }  // namespace

@@ -32,14 +32,7 @@ Result<std::vector<Status>> LogUnitClient::WriteBatch(const std::vector<proto::L
   for (const auto& e : entries) *req.add_entries() = e;
   auto r = Call<proto::WriteBatchResponse>("log.write_batch", req);
   if (!r.ok()) return r.status();
-  if (r->results_size() != static_cast<int>(entries.size())) {
-    return Malformed("log.write_batch answered " + std::to_string(r->results_size()) +
-                     " results for " + std::to_string(entries.size()) + " entries");
-  }
-  std::vector<Status> out;
-  out.reserve(entries.size());
-  for (const auto& e : r->results()) out.push_back(net::FromProto(e));
-  return out;
+  return internal::WriteBatchResults("the unit", *r, entries.size());
 }
 
 Result<proto::LogEntry> LogUnitClient::Read(Address address) {

@@ -7,13 +7,16 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tally/base/env.h"
 #include "tally/base/result.h"
 #include "tally/base/status.h"
 #include "tally/base/threads.h"
+#include "tally/net/frame.h"
 #include "tally/net/transport.h"
 #include "tally/net/typed.h"
+#include "tally/proto/logunit.pb.h"
 
 namespace tally::client::internal {
 
@@ -67,5 +70,24 @@ class Backoff {
   int64_t max_nanos_;
   int64_t delay_nanos_ = 1'000'000;
 };
+
+// The per-entry statuses of a log.write_batch answer from `unit` for `n`
+// entries: all OK when the unit set all_ok, else one per entry; Malformed if
+// the count does not match.
+inline Result<std::vector<Status>> WriteBatchResults(const std::string& unit,
+                                                     const proto::WriteBatchResponse& resp,
+                                                     size_t n) {
+  if (resp.all_ok() && resp.results_size() == 0) return std::vector<Status>(n);
+  if (resp.all_ok() || resp.results_size() != static_cast<int>(n)) {
+    return Malformed("log.write_batch on " + unit + " answered " +
+                     std::to_string(resp.results_size()) + " results" +
+                     (resp.all_ok() ? " and all_ok" : "") + " for " + std::to_string(n) +
+                     " entries");
+  }
+  std::vector<Status> out;
+  out.reserve(n);
+  for (const auto& e : resp.results()) out.push_back(net::FromProto(e));
+  return out;
+}
 
 }  // namespace tally::client::internal

@@ -520,14 +520,11 @@ class Copier {
       if (!resp.ParseFromString(*r)) {
         return Malformed("the log.write_batch answer of " + to_unit_ + " does not parse");
       }
-      if (resp.results_size() != static_cast<int>(f.entries.size())) {
-        return Malformed("log.write_batch on " + to_unit_ + " answered " +
-                         std::to_string(resp.results_size()) + " results for " +
-                         std::to_string(f.entries.size()) + " entries");
-      }
+      TALLY_ASSIGN_OR_RETURN(std::vector<Status> results,
+                             internal::WriteBatchResults(to_unit_, resp, f.entries.size()));
       for (size_t i = 0; i < f.entries.size(); ++i) {
         const WireEntry& e = f.entries[i];
-        Status st = net::FromProto(resp.results(static_cast<int>(i)));
+        Status& st = results[i];
         if (st.ok()) {
           ++stats_.entries;
           stats_.bytes += e.payload_bytes;

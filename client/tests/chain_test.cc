@@ -7,6 +7,8 @@
 
 #include <map>
 
+#include "rpc.h"
+
 namespace tally::client::internal {
 namespace {
 
@@ -191,6 +193,34 @@ TEST(ChainTest, TrimmedAtTheHeadIsNeverHoleFilled) {
   EXPECT_EQ(io.writes, 0);
   EXPECT_EQ(io.now, 0) << "no wait for a writer below the mark";
   EXPECT_EQ(counters.holes_filled.load(), 0u);
+}
+
+// A log.write_batch answer: all_ok stands for one OK per entry; otherwise
+// one result per entry; anything else is Malformed, never a guess.
+TEST(WriteBatchResultsTest, AllOkExpandsAndMismatchesAreMalformed) {
+  proto::WriteBatchResponse all;
+  all.set_all_ok(true);
+  auto r = WriteBatchResults("u1", all, 3);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 3u);
+  for (const Status& st : *r) EXPECT_TRUE(st.ok());
+
+  proto::WriteBatchResponse each;
+  each.add_results();
+  each.add_results()->set_code(proto::ALREADY_WRITTEN);
+  r = WriteBatchResults("u1", each, 2);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE((*r)[0].ok());
+  EXPECT_EQ((*r)[1].code(), Code::kAlreadyWritten);
+
+  EXPECT_EQ(WriteBatchResults("u1", each, 3).status().code(), Code::kMalformed);
+  proto::WriteBatchResponse both = each;
+  both.set_all_ok(true);
+  auto bad = WriteBatchResults("u1", both, 2);
+  EXPECT_EQ(bad.status().code(), Code::kMalformed);
+  EXPECT_NE(bad.status().message().find("u1"), std::string::npos);
+  EXPECT_EQ(WriteBatchResults("u1", proto::WriteBatchResponse(), 1).status().code(),
+            Code::kMalformed);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <mutex>
 
 #include "entry_codec.h"
@@ -10,7 +11,7 @@
 
 namespace tally::log {
 
-void LogUnit::Impl::WriteBatch(proto::WriteBatchRequest req,
+void LogUnit::Impl::WriteBatch(proto::WriteBatchRequest& req,
                                TypedResponder<proto::WriteBatchResponse> out) {
   const size_t n = req.entries_size();
   std::vector<Record> records;
@@ -39,9 +40,16 @@ void LogUnit::Impl::WriteBatch(proto::WriteBatchRequest req,
   store->Append(std::move(records),
                 [out = std::move(out), early = std::move(early),
                  submitted = std::move(submitted)](std::vector<Status> results) mutable {
+                  proto::WriteBatchResponse resp;
+                  const auto ok = [](const Status& st) { return st.ok(); };
+                  if (std::all_of(early.begin(), early.end(), ok) &&
+                      std::all_of(results.begin(), results.end(), ok)) {
+                    resp.set_all_ok(true);
+                    out.Ok(resp);
+                    return;
+                  }
                   // An OK result is a default Error (code 0): only failures
                   // are filled in.
-                  proto::WriteBatchResponse resp;
                   resp.mutable_results()->Reserve(static_cast<int>(early.size()));
                   for (auto& st : early) {
                     proto::Error* e = resp.add_results();
@@ -178,9 +186,9 @@ void LogUnit::Register(net::ServiceRegistry& registry) {
   net::RegisterTyped<proto::WriteRequest, proto::WriteResponse>(
       registry, "log.write",
       [im](auto req, auto out) { im->Write(std::move(req), std::move(out)); });
-  net::RegisterTyped<proto::WriteBatchRequest, proto::WriteBatchResponse>(
+  net::RegisterTypedOnArena<proto::WriteBatchRequest, proto::WriteBatchResponse>(
       registry, "log.write_batch",
-      [im](auto req, auto out) { im->WriteBatch(std::move(req), std::move(out)); });
+      [im](auto& req, auto out) { im->WriteBatch(req, std::move(out)); });
   net::RegisterTyped<proto::FillHoleRequest, proto::FillHoleResponse>(
       registry, "log.fill_hole",
       [im](auto req, auto out) { im->FillHole(std::move(req), std::move(out)); });

@@ -56,7 +56,8 @@ struct LogUnit::Impl {
     asio::post(*pool, std::move(fn));
   }
 
-  void WriteBatch(proto::WriteBatchRequest req, TypedResponder<proto::WriteBatchResponse> out);
+  // `req` is arena-owned and valid only during the call.
+  void WriteBatch(proto::WriteBatchRequest& req, TypedResponder<proto::WriteBatchResponse> out);
   void Write(proto::WriteRequest req, TypedResponder<proto::WriteResponse> out);
   void FillHole(proto::FillHoleRequest req, TypedResponder<proto::FillHoleResponse> out);
   void Seal(proto::SealRequest req, TypedResponder<proto::SealResponse> out);

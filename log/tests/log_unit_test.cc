@@ -138,6 +138,28 @@ TEST_F(LogUnitTest, WriteBatchReportsEachEntry) {
   EXPECT_EQ(Read(0, 12).status().code(), Code::kUnwritten);
 }
 
+TEST_F(LogUnitTest, WriteBatchAnswersAllOkWithoutPerEntryResults) {
+  proto::WriteBatchRequest req;
+  for (uint64_t a = 20; a < 25; ++a) *req.add_entries() = Entry(a, "v" + std::to_string(a));
+  auto r = Call<proto::WriteBatchResponse>("log.write_batch", req);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->all_ok());
+  EXPECT_EQ(r->results_size(), 0);
+  for (uint64_t a = 20; a < 25; ++a) EXPECT_EQ(Read(0, a)->payload(), "v" + std::to_string(a));
+  // One entry refused: every entry gets its own result again.
+  auto again = Call<proto::WriteBatchResponse>("log.write_batch", req);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->all_ok());
+  ASSERT_EQ(again->results_size(), 5);
+  EXPECT_EQ(again->results(4).code(), proto::ALREADY_WRITTEN);
+}
+
+TEST_F(LogUnitTest, WriteBatchThatDoesNotParseIsMalformed) {
+  auto [st, bytes] = CallRaw("log.write_batch", std::string("\x0a\xff\xff\xff", 4));
+  EXPECT_EQ(st.code(), Code::kMalformed) << st.ToString();
+  EXPECT_NE(st.message().find("log.write_batch"), std::string::npos) << st.ToString();
+}
+
 TEST_F(LogUnitTest, ReadRangeTailTrimAndStreams) {
   for (uint64_t a = 0; a < 20; ++a) {
     ASSERT_TRUE(Write(0, Entry(a, "v" + std::to_string(a), a % 2 ? "odd" : "even")).ok());
