@@ -379,10 +379,12 @@ void SegmentStoreImpl::IndexerLoop() {
 }
 
 void SegmentStoreImpl::SpareLoop() {
-  // Only idle CPU builds tables ahead: their page faults cost ~1 ms per MiB
+  // Tables are built at idle priority: their page faults cost ~1 ms per MiB
   // on this VM, and at normal priority the three units of a chain filling
-  // 256 MiB each at once slowed every append 2-3x for 4 s. Best effort: if
-  // the policy cannot be set, pacing alone spreads the work.
+  // 256 MiB each (paced over 4 s) slowed every append 2-3x. At idle
+  // priority batches were still ~2x slower during the fill (idle CPU of a VM
+  // is not free on its host), but nothing stalled. Best effort: if the policy
+  // cannot be set, pacing alone spreads the work.
   sched_param idle{};
   (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
   std::unique_lock<std::mutex> l(spare_mu_);
