@@ -71,17 +71,21 @@ void RegisterTyped(ServiceRegistry& registry, const std::string& method, Fn fn) 
 }
 
 // Like RegisterTyped, for requests of many small parts (a batch of
-// entries): Req is parsed on a protobuf arena sized from the payload, one
-// allocation or a few instead of several per entry, and `fn` gets it by
-// reference, valid only until `fn` returns (it must copy what outlives it).
+// entries): Req's messages are parsed onto a protobuf arena, a few block
+// allocations instead of a few per entry (string bytes past the inline size
+// are still allocated one by one), and `fn` gets it by reference, valid only
+// until `fn` returns (it must copy what outlives it).
 template <typename Req, typename Resp, typename Fn>
 void RegisterTypedOnArena(ServiceRegistry& registry, const std::string& method, Fn fn) {
   registry.Register(method, [fn = std::move(fn), method](std::string payload, Responder respond) {
+    // The first block is sized from the payload (the message objects take a
+    // few times their wire size), but at most 1 MiB: a large request (state
+    // transfer sends up to 8 MiB) grows the arena block by block instead of
+    // mapping one huge block per request.
+    constexpr size_t kMaxBlock = size_t{1} << 20;
     google::protobuf::ArenaOptions options;
-    // A parsed message takes a few times its wire size (objects, string
-    // headers); start with a block that likely holds it all.
-    options.start_block_size = std::max<size_t>(4096, payload.size() * 4);
-    options.max_block_size = std::max<size_t>(options.start_block_size, 1 << 20);
+    options.start_block_size = std::clamp<size_t>(payload.size() * 4, 4096, kMaxBlock);
+    options.max_block_size = kMaxBlock;
     google::protobuf::Arena arena(options);
     Req* req = google::protobuf::Arena::CreateMessage<Req>(&arena);
     if (!req->ParseFromString(payload)) {
