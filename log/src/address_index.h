@@ -2,50 +2,40 @@
 
 // Private: the in-memory map from address to where its record lives.
 //
-// An open-addressing table with linear probing and Fibonacci hashing (the
-// top bits of address * 2^64/phi pick the home slot), sized to a power of
-// two and kept at most about 5/8 full. Slots are plain structs in one array,
-// so an insert allocates nothing. Batch callers Prefetch() a few keys ahead
-// to overlap cache misses. Not thread-safe: SegmentStore guards it with its
-// mutex.
+// Addresses come from the sequencer, densely: a unit holds every address of
+// its chains' stripes, mostly in long increasing runs. So the index is a hash
+// map of pages, one per 64 consecutive addresses (address >> 6) holding any
+// entry; a page is an array of 64 slots (2 KiB), one per address of its
+// range, empty ones marked by kEmpty. A unit holding every address pays ~32
+// bytes per entry, one holding one stripe in S up to 32 * S, an isolated
+// address a whole page. The page used last is remembered, so a batch of
+// consecutive addresses looks its page up once per 64.
 //
-// Growth is incremental, so that no single Insert pays for the whole table.
-// Doubling at once (map and fill twice the slots, re-place every entry,
-// unmap the old array) took ~100 ms at a million entries, all of it under
-// the store's mutex, stalling every append of the unit; and since every unit
-// of a chain holds the same addresses, each unit stalled in turn, one after
-// the other: the ~200 ms stalls that set append_bench's half-load p99
-// (bench/README.md). Instead, once the table is 5/8 full:
-//   1. preparing: the next table (twice the slots) is mapped, and each Insert
-//      initializes kFillPerInsert more of its slots (first touch of its
-//      pages included). Lookups and inserts still use the current table,
-//      which reaches ~21/32 full by the end of this phase.
-//   2. migrating: the next table becomes the current one and takes every
-//      insert; each Insert also moves the entries of kMovePerInsert more old
-//      slots, in slot order, and unmaps the old pages already passed.
-//      Lookups try the current table, then the old one's unmoved slots. It
-//      ends (the old table is gone) while the new one is ~3/8 full.
-// Erase, EraseBelow and Reserve (rare: failed writes, trim, recovery) finish
-// a growth in progress at once.
+// Pages come from 2 MiB chunks (1,024 pages) of their own mapping, and a
+// freed page (its last entry erased or trimmed) is reused. Fresh memory is
+// what costs here: on a VM whose host backs each page lazily, a first touch
+// took ~1 ms per MiB. Page faults under the store's mutex (one per 128
+// inserts, when pages came from malloc) raised append_bench's 100k/s p50 by
+// 1-2 ms; a whole chunk faulted in at once (one 2 MiB huge page) on the
+// three units of a chain put a 15-20 ms spike in the p99 every chunk. So
+// chunks are faulted in ahead and a slice at a time: TakeChunkRequest() says
+// when fewer than a chunk of pages is left, MapChunk() maps one (no faults
+// yet), Chunk::Touch() faults in the next slice of it, off the lock, and
+// AddChunk() hands it over. An Insert that finds no page ready (no helper,
+// or it is late) maps a chunk itself and faults as it goes.
 //
-// Preparing still touched fresh memory under the store's mutex: a page fault
-// every two inserts, each costly in a VM (the host backs the page too).
-// Preparing an 8M-slot table took 1.5 s, during which every unit of a chain
-// (same addresses, so the same growth schedule) answered 4-10x slower:
-// append_bench's 100k/s row went from ~4 ms to 20-110 ms per batch and built
-// a 25,000-append backlog (p99 200-300 ms). So a caller with a spare thread
-// builds the next table ahead, off its lock: TakeSpareRequest() says, once
-// the table is half full, which capacity to build; MapSpare() maps it and
-// Spare::Fill() initializes it a piece at a time on any thread (SegmentStore
-// paces the pieces by the index's progress towards 5/8: filling 3 x 512 MiB
-// at once starved the box for 1.6 s); AddSpare() hands it over, and the
-// growth at 5/8 migrates from its first insert. Without a spare (no helper
-// thread, or it is late) the growth prepares incrementally as above. Tables
-// ask for transparent huge pages: one fault per 2 MiB, and fewer TLB misses
-// on the random probes of a large table.
+// It replaced an open-addressing table that doubled at 5/8 load (51-85 bytes
+// per entry), each next table built ahead by an idle-priority thread: each
+// doubling still asked for twice the table in fresh memory at once, ~4 s of
+// CPU on each unit of a chain at 8M slots (docs/log-format.md).
+//
+// Not thread-safe: SegmentStore guards it with its mutex (MapChunk aside).
 
 #include <cstddef>
 #include <cstdint>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace tally::log {
 
@@ -76,12 +66,12 @@ class AddressIndex {
  public:
   // Records longer than this cannot be indexed (SegmentStore::Open enforces it).
   static constexpr uint32_t kMaxLength = IndexEntry::kLengthMask;
-  // Growth work per Insert (see the top of this file): next-table slots
-  // initialized while preparing, old-table slots moved while migrating.
-  static constexpr size_t kFillPerInsert = 64;
-  static constexpr size_t kMovePerInsert = 16;
+  // Addresses per page, and pages per chunk.
+  static constexpr int kPageBits = 6;
+  static constexpr uint64_t kPageSlots = uint64_t{1} << kPageBits;
+  static constexpr size_t kChunkPages = 1024;
 
-  AddressIndex();
+  AddressIndex() = default;
   ~AddressIndex();
   AddressIndex(const AddressIndex&) = delete;
   AddressIndex& operator=(const AddressIndex&) = delete;
@@ -91,111 +81,76 @@ class AddressIndex {
   const IndexEntry* Find(uint64_t address) const;
 
   // Adds an entry for `address`, which must be absent and != kEmpty; returns
-  // it with only `address` set. Valid until the next Insert/Erase.
+  // it with only `address` set. Valid until the next Erase.
   IndexEntry* Insert(uint64_t address);
 
   // Removes `address` if present.
   void Erase(uint64_t address);
 
   // Removes every entry with address < mark except pending ones (their
-  // writer still owns them); rebuilds the table. Returns how many it removed.
+  // writer still owns them). Returns how many it removed.
   size_t EraseBelow(uint64_t mark);
 
-  // Hints that `address` will be looked up soon.
-  void Prefetch(uint64_t address) const { __builtin_prefetch(&cur_.slots[cur_.Home(address)]); }
-
-  // Grows so that `n` entries fit without another growth.
-  void Reserve(size_t n);
-
-  // A table built ahead for the next growth (see the top of this file).
-  class Spare {
+  // A chunk of pages, mapped (and faulted in) ahead of need.
+  class Chunk {
    public:
-    Spare() = default;
-    Spare(Spare&& o) noexcept;
-    Spare& operator=(Spare&& o) noexcept;
-    ~Spare();
-    size_t capacity() const { return capacity_; }
-    // Initializes up to `slots` more slots; true once every slot is. Slow
-    // (first touch of fresh pages): call it without the index's lock.
-    bool Fill(size_t slots);
-    // Slots initialized so far, as a fraction of the capacity.
-    double filled_fraction() const;
+    Chunk() = default;
+    Chunk(Chunk&& o) noexcept
+        : base_(std::exchange(o.base_, nullptr)), touched_(std::exchange(o.touched_, 0)) {}
+    Chunk& operator=(Chunk&& o) noexcept;
+    ~Chunk();
+    bool empty() const { return base_ == nullptr; }
+    // Faults in up to `bytes` more of the chunk; true once all of it is.
+    // Thread-safe against the index (the chunk is not handed over yet).
+    bool Touch(size_t bytes);
 
    private:
     friend class AddressIndex;
-    IndexEntry* slots_ = nullptr;  // mapped; [0, filled_) initialized empty
-    size_t capacity_ = 0;
-    size_t filled_ = 0;
+    char* base_ = nullptr;  // kChunkBytes
+    size_t touched_ = 0;
   };
-  // The capacity the caller should PrepareSpare() now, once per growth; 0 if
-  // none is wanted (not half full yet, already asked, or one is held).
-  size_t TakeSpareRequest();
-  // Maps a table of `capacity` slots, to be initialized with Spare::Fill (a
-  // piece at a time, so a caller can spread the page faults). Thread-safe.
-  static Spare MapSpare(size_t capacity);
-  // MapSpare and Fill all of it.
-  static Spare PrepareSpare(size_t capacity);
-  // Keeps `spare` (fully filled) for the next growth if it still fits it (or
-  // swaps it in for a growth that is preparing incrementally); otherwise
-  // returns it, to be destroyed (unmapped) by the caller, preferably outside
-  // the lock.
-  Spare AddSpare(Spare spare);
-  // True while a spare is held for the next growth.
-  bool has_spare() const { return spare_.slots != nullptr; }
+  // True once when fewer than a chunk of pages is ready: the caller should
+  // MapChunk() and AddChunk() it. Asks again only after AddChunk.
+  bool TakeChunkRequest();
+  // Maps a chunk, untouched. Thread-safe; throws std::bad_alloc when the
+  // memory cannot be mapped.
+  static Chunk MapChunk();
+  static constexpr size_t kChunkBytes = kChunkPages * kPageSlots * sizeof(IndexEntry);
+  void AddChunk(Chunk chunk);
 
   size_t size() const { return size_; }
-  // Slots of the table that takes inserts.
-  size_t capacity() const { return cur_.capacity; }
-  // True while a growth is in progress (preparing or migrating).
-  bool growing() const { return phase_ != Phase::kStable; }
+  // Pages holding at least one entry.
+  size_t pages() const { return pages_.size(); }
+  // Chunks mapped, in use or ready.
+  size_t chunks() const { return chunks_.size(); }
+  // Pages ready for use (free, or in chunks not yet drawn from).
+  size_t ready_pages() const;
 
  private:
-  // One slot array: an anonymous mapping of its own, so that a table being
-  // prepared costs memory only as its slots are initialized, and a migrated
-  // table can be unmapped piece by piece.
-  struct Table {
-    IndexEntry* slots = nullptr;
-    size_t capacity = 0;  // a power of two
-    size_t mask = 0;
-    int shift = 64;
-    size_t unmapped = 0;  // bytes at the front already unmapped (migrating)
-
-    size_t Home(uint64_t address) const {
-      return static_cast<size_t>((address * 0x9E3779B97F4A7C15ull) >> shift);
-    }
+  struct Page {
+    IndexEntry slots[kPageSlots];
   };
-  enum class Phase { kStable, kPreparing, kMigrating };
+  struct PageRef {
+    Page* page = nullptr;
+    uint32_t used = 0;  // slots holding an entry
+  };
 
-  // Maps a table of `capacity` slots, uninitialized.
-  static Table Map(size_t capacity);
-  static Table TableOf(IndexEntry* slots, size_t capacity);
-  static void Unmap(Table& t);
-  // Linear probe for `address` in `t`, wrapping; nullptr at an empty slot.
-  static IndexEntry* Lookup(const Table& t, uint64_t address);
-  // The first empty slot of `address`'s probe run in `t`, with the address set.
-  static IndexEntry* Place(Table& t, uint64_t address);
-  // Lookup in the old table, among the slots not moved yet.
-  IndexEntry* LookupUnmoved(uint64_t address) const;
+  PageRef* RefOf(uint64_t address);
+  const PageRef* RefOf(uint64_t address) const;
+  Page* NewPage();
+  void FreePage(uint64_t key);
 
-  // Does up to `fill` slots of preparing or `move` slots of migrating work.
-  void Grow(size_t fill, size_t move);
-  // Completes a growth in progress.
-  void FinishGrowth();
-  // Replaces the (stable) table by a fully built one of `capacity` slots
-  // holding the entries that `keep` accepts.
-  template <typename Keep>
-  void Rebuild(size_t capacity, Keep keep);
-
-  Table cur_;   // takes inserts; looked up first
-  Table next_;  // preparing: being initialized
-  Table old_;   // migrating: the previous table, slots [moved_, capacity) still live
-  Phase phase_ = Phase::kStable;
-  size_t filled_ = 0;  // preparing: slots of next_ initialized
-  size_t moved_ = 0;   // migrating: slots of old_ moved into cur_
-  size_t size_ = 0;    // entries, in both tables
-  size_t grow_at_ = 0;
-  Table spare_;                   // built ahead for the next growth, or empty
-  bool spare_requested_ = false;  // TakeSpareRequest asked for one this growth
+  std::unordered_map<uint64_t, PageRef> pages_;
+  // The page used last (nodes of pages_ stay put), or nullptr.
+  PageRef* last_ = nullptr;
+  uint64_t last_key_ = 0;
+  size_t size_ = 0;
+  std::vector<Chunk> chunks_;   // every chunk mapped; the last ones not drawn from yet
+  size_t drawn_ = 0;            // chunks_[0, drawn_) handed out pages
+  Page* chunk_next_ = nullptr;  // the rest of the chunk being drawn from
+  Page* chunk_end_ = nullptr;
+  std::vector<Page*> free_;  // pages whose entries were all erased
+  bool chunk_requested_ = false;
 };
 
 }  // namespace tally::log

@@ -18,9 +18,6 @@ namespace tally::log {
 
 namespace {
 
-// Prefetch distance for batched index operations.
-constexpr size_t kPrefetchAhead = 8;
-
 // Bits of `bm` at or above `mark`.
 Roaring64Map KeepFrom(const Roaring64Map& bm, uint64_t mark) {
   Roaring64Map out;
@@ -87,12 +84,6 @@ SegmentStoreImpl::SegmentStoreImpl(SegmentStoreOptions options, std::unique_ptr<
 
 SegmentStoreImpl::~SegmentStoreImpl() {
   {
-    std::lock_guard<std::mutex> l(spare_mu_);
-    spare_stopping_ = true;
-  }
-  spare_cv_.notify_all();
-  if (spare_thread_.joinable()) spare_thread_.join();
-  {
     std::lock_guard<std::mutex> l(mu_);
     stopping_ = true;
   }
@@ -124,10 +115,6 @@ void SegmentStoreImpl::Start() {
   indexer_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "tally-segindex");
     IndexerLoop();
-  });
-  spare_thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "tally-segspare");
-    SpareLoop();
   });
 }
 
@@ -162,29 +149,27 @@ void SegmentStoreImpl::Append(std::vector<Record> records, AppendCallback done) 
     AppendInline(std::move(p));
     return;
   }
-  size_t spare = 0;
+  bool want_chunk = false;
   {
     std::lock_guard<std::mutex> l(mu_);
     AdmitLocked(p);
     queue_.push_back(std::move(p));
-    spare = index_.TakeSpareRequest();
-    index_entries_.store(index_.size(), std::memory_order_relaxed);
+    want_chunk = index_.TakeChunkRequest();
   }
   queue_cv_.notify_one();
-  if (spare != 0) {
-    // The spare thread builds the index's next table, off mu_.
+  if (want_chunk) {
+    // The indexer thread faults the index's next chunk in, off mu_.
     {
-      std::lock_guard<std::mutex> l(spare_mu_);
-      spare_wanted_ = spare;
+      std::lock_guard<std::mutex> l(rolled_mu_);
+      chunk_wanted_ = true;
     }
-    spare_cv_.notify_all();
+    rolled_cv_.notify_all();
   }
 }
 
 void SegmentStoreImpl::AdmitLocked(PendingAppend& p) {
   const size_t n = p.records.size();
   for (size_t i = 0; i < n; ++i) {
-    if (i + kPrefetchAhead < n) index_.Prefetch(p.records[i + kPrefetchAhead].address.value());
     if (!p.statuses[i].ok()) continue;
     const Record& r = p.records[i];
     const uint64_t a = r.address.value();

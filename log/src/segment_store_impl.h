@@ -130,16 +130,13 @@ class SegmentStoreImpl final : public SegmentStore {
   void CompleteGroup();
   Status RollSegment();
   void ReserveOpenIndex();
-  // The spare thread (idle priority): builds the tables index_ asks for
-  // ahead of its growths (AddressIndex::TakeSpareRequest).
-  void SpareLoop();
-  // Spare thread: initializes the next piece of `spare`, the table for
-  // index_'s next growth, if it is due (paced by index_entries_), without
-  // holding mu_; hands it over once complete (leaving `spare` empty).
-  void BuildIndexSpare(AddressIndex::Spare& spare);
-  // Slots initialized per step (2 MiB), and the pause between steps.
-  static constexpr size_t kSpareSlotsPerStep = (size_t{2} << 20) / sizeof(IndexEntry);
-  static constexpr std::chrono::milliseconds kSpareStepPause{2};
+  // Indexer thread, when it has nothing else to do: faults in the next
+  // slice of index_chunk_, and hands the chunk to index_ once all of it is.
+  // A slice every kIndexChunkPause: a 2 MiB chunk in ~32 slices over
+  // ~40 ms, against ~650 ms between chunks at 100,000 appends/s.
+  void TouchIndexChunk();
+  static constexpr size_t kIndexChunkSlice = 64 << 10;
+  static constexpr std::chrono::milliseconds kIndexChunkPause{1};
   Status PersistSegmentIndex(uint32_t id, uint64_t file_size, OpenSegmentIndex index);
   // Stores a rolled segment's index, then marks it closed (trimmable).
   void CloseSegment(std::shared_ptr<Segment> seg, uint64_t file_size, OpenSegmentIndex index);
@@ -250,15 +247,9 @@ class SegmentStoreImpl final : public SegmentStore {
   uint64_t zero_busy_from_ = 0;
   uint64_t zero_busy_to_ = 0;
   bool indexer_stopping_ = false;  // GUARDED_BY(rolled_mu_)
-  // Slots of the table the spare thread should build ahead for index_'s
-  // next growth (AddressIndex::TakeSpareRequest), or 0.
-  std::mutex spare_mu_;
-  std::condition_variable spare_cv_;
-  size_t spare_wanted_ = 0;      // GUARDED_BY(spare_mu_)
-  bool spare_stopping_ = false;  // GUARDED_BY(spare_mu_)
-  std::thread spare_thread_;
-  // index_.size() as of the last append, for BuildIndexSpare's pacing.
-  std::atomic<size_t> index_entries_{0};
+  // index_ asked for its next chunk of pages (AddressIndex::TakeChunkRequest).
+  bool chunk_wanted_ = false;        // GUARDED_BY(rolled_mu_)
+  AddressIndex::Chunk index_chunk_;  // indexer thread only: being faulted in
   std::thread indexer_;
 };
 

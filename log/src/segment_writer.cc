@@ -17,8 +17,6 @@
 // index is stored; recovery reads an all-zero remainder as the clean end.
 
 #include <fmt/format.h>
-#include <pthread.h>
-#include <sched.h>
 #include <spdlog/spdlog.h>
 
 #include <new>
@@ -30,7 +28,6 @@
 namespace tally::log {
 
 namespace {
-constexpr size_t kPrefetchAhead = 8;
 // Payloads at least this large are not copied into the group buffer.
 constexpr size_t kScatterPayloadBytes = 2048;
 // Zero-ahead writes this much per sync, starting at least kZeroGap past the
@@ -151,7 +148,6 @@ void SegmentStoreImpl::PublishGroup(uint64_t base, uint64_t total) {
     std::lock_guard<std::mutex> l(mu_);
     uint64_t offset = base;
     for (size_t i = 0; i < n; ++i) {
-      if (i + kPrefetchAhead < n) index_.Prefetch(recs[i + kPrefetchAhead].address);
       const uint64_t a = recs[i].address;
       open_->Cover(a);
       // Absent only if a concurrent Trim dropped it; then it stays unindexed.
@@ -360,7 +356,34 @@ void SegmentStoreImpl::CloseSegment(std::shared_ptr<Segment> seg, uint64_t file_
 void SegmentStoreImpl::IndexerLoop() {
   std::unique_lock<std::mutex> l(rolled_mu_);
   while (true) {
-    rolled_cv_.wait(l, [&] { return indexer_stopping_ || !rolled_.empty() || zero_wanted_; });
+    auto ready = [&] {
+      return indexer_stopping_ || !rolled_.empty() || zero_wanted_ || chunk_wanted_;
+    };
+    if (index_chunk_.empty()) {
+      rolled_cv_.wait(l, ready);
+    } else if (!rolled_cv_.wait_for(l, kIndexChunkPause, ready)) {
+      // Nothing else to do: fault in the next slice of the index's chunk.
+      l.unlock();
+      TouchIndexChunk();
+      l.lock();
+      continue;
+    }
+    if (chunk_wanted_ && !indexer_stopping_) {
+      chunk_wanted_ = false;
+      l.unlock();
+      try {
+        index_chunk_ = AddressIndex::MapChunk();
+      } catch (const std::bad_alloc&) {
+        spdlog::warn(
+            "log store {}: could not map index memory ahead; the index maps it when "
+            "it needs it",
+            options_.dir);
+        std::lock_guard<std::mutex> m(mu_);
+        index_.AddChunk(AddressIndex::Chunk());
+      }
+      l.lock();
+      continue;
+    }
     if (rolled_.empty()) {
       if (indexer_stopping_) return;  // every rolled segment is stored
       zero_wanted_ = false;
@@ -378,61 +401,11 @@ void SegmentStoreImpl::IndexerLoop() {
   }
 }
 
-void SegmentStoreImpl::SpareLoop() {
-  // Tables are built at idle priority: their page faults cost ~1 ms per MiB
-  // on this VM, and at normal priority the three units of a chain filling
-  // 256 MiB each (paced over 4 s) slowed every append 2-3x. At idle
-  // priority batches were still ~2x slower during the fill (idle CPU of a VM
-  // is not free on its host), but nothing stalled. Best effort: if the policy
-  // cannot be set, pacing alone spreads the work.
-  sched_param idle{};
-  (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
-  std::unique_lock<std::mutex> l(spare_mu_);
-  AddressIndex::Spare spare;  // index_'s next table, being built
-  while (true) {
-    auto asked = [&] { return spare_stopping_ || spare_wanted_ != 0; };
-    if (spare.capacity() == 0) {
-      spare_cv_.wait(l, asked);
-    } else {
-      spare_cv_.wait_for(l, kSpareStepPause, asked);
-    }
-    if (spare_stopping_) return;
-    if (spare_wanted_ != 0) {
-      // A new request supersedes a table still being built (the index was
-      // rebuilt at another size meanwhile).
-      const size_t capacity = std::exchange(spare_wanted_, 0);
-      l.unlock();
-      spare = AddressIndex::Spare();
-      try {
-        spare = AddressIndex::MapSpare(capacity);
-      } catch (const std::bad_alloc&) {
-        spdlog::warn("log store {}: could not map {} index slots ahead; the index grows in place",
-                     options_.dir, capacity);
-      }
-      l.lock();
-      continue;
-    }
-    l.unlock();
-    BuildIndexSpare(spare);
-    l.lock();
-  }
-}
-
-void SegmentStoreImpl::BuildIndexSpare(AddressIndex::Spare& spare) {
-  // Paced by the index's way from half full (when it asked) to the growth at
-  // 5/8: the filling stays at most a quarter of that way ahead, so it spreads
-  // its page faults over the way and still ends by three quarters of it.
-  const double current = static_cast<double>(spare.capacity() / 2);
-  const double entries = static_cast<double>(index_entries_.load(std::memory_order_relaxed));
-  const double progress = (entries - current / 2) / (current / 8);
-  if (spare.filled_fraction() > progress + 0.25) return;
-  if (!spare.Fill(kSpareSlotsPerStep)) return;
-  AddressIndex::Spare unused;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    unused = index_.AddSpare(std::move(spare));
-  }
-  // `unused` (a table the index no longer needs) is unmapped here, off mu_.
+void SegmentStoreImpl::TouchIndexChunk() {
+  if (!index_chunk_.Touch(kIndexChunkSlice)) return;
+  std::lock_guard<std::mutex> l(mu_);
+  index_.AddChunk(std::move(index_chunk_));
+  index_chunk_ = AddressIndex::Chunk();
 }
 
 void SegmentStoreImpl::WaitForRolledSegments() {
