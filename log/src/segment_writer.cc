@@ -405,7 +405,6 @@ void SegmentStoreImpl::TouchIndexChunk() {
   if (!index_chunk_.Touch(kIndexChunkSlice)) return;
   std::lock_guard<std::mutex> l(mu_);
   index_.AddChunk(std::move(index_chunk_));
-  index_chunk_ = AddressIndex::Chunk();
 }
 
 void SegmentStoreImpl::WaitForRolledSegments() {
