@@ -76,7 +76,7 @@ class AddressIndex {
   AddressIndex(const AddressIndex&) = delete;
   AddressIndex& operator=(const AddressIndex&) = delete;
 
-  // The entry for `address`, or nullptr. Valid until the next Insert/Erase.
+  // The entry for `address`, or nullptr. Valid until the next Erase (pages never move).
   IndexEntry* Find(uint64_t address);
   const IndexEntry* Find(uint64_t address) const;
 
