@@ -11,7 +11,9 @@
 //                        target's half load); latency per batch from its
 //                        scheduled time. Its baseline row
 //                        storage_3x_paced_64B_no_zero_ahead runs the same
-//                        with zero-ahead off (zero_ahead_bytes = 0)
+//                        with zero-ahead off (zero_ahead_bytes = 0), and
+//                        storage_3x_paced_64B_io_uring with the io_uring
+//                        write engine instead of the default sync one
 //
 // Usage: log_bench [--json] [--seconds S] [--dir DIR] [--only NAME]
 
@@ -28,6 +30,7 @@
 #include <thread>
 
 #include "bench_util.h"
+#include "tally/base/posix_env.h"
 #include "tally/log/log_unit.h"
 #include "tally/log/segment_store.h"
 #include "tally/net/tcp_transport.h"
@@ -144,15 +147,19 @@ BenchResult RunRawFdatasync(const Config& c, size_t block, int batch) {
 
 // Three stores, one paced submitter each: a batch of `kBatch` 64-byte
 // records every 1/kBatchesPerSec s, stamped with its scheduled time.
-BenchResult RunPacedStores(const Config& c, const std::string& name, bool zero_ahead) {
+BenchResult RunPacedStores(const Config& c, const std::string& name, bool zero_ahead,
+                           WriteEngine engine = WriteEngine::kSync) {
   constexpr int kStores = 3;
   constexpr int kBatch = 80;
   constexpr double kBatchesPerSec = 1250;
   const std::string payload(64, 'x');
+  PosixFileSystem fs(engine);  // outlives the stores
   std::vector<std::unique_ptr<log::SegmentStore>> stores;
   for (int i = 0; i < kStores; ++i) {
     log::SegmentStoreOptions opts;
     opts.dir = FreshDir(c, name + "-" + std::to_string(i));
+    opts.env = DefaultEnv();
+    opts.env.fs = &fs;
     if (!zero_ahead) opts.zero_ahead_bytes = 0;
     auto store = log::SegmentStore::Open(opts);
     if (!store.ok()) Die("open store", store.status());
@@ -196,6 +203,7 @@ BenchResult RunPacedStores(const Config& c, const std::string& name, bool zero_a
   r.extra["records_per_batch"] = kBatch;
   r.extra["batches_per_sec_per_store"] = kBatchesPerSec;
   r.extra["zero_ahead"] = zero_ahead ? 1 : 0;
+  r.extra["io_uring"] = engine == WriteEngine::kIoUring ? 1 : 0;
   return r;
 }
 
@@ -257,6 +265,8 @@ int main(int argc, char** argv) {
   if (want("storage_append_64B")) results.push_back(RunStorage(c, "storage_append_64B", 64));
   if (want("storage_3x_paced_64B")) {
     results.push_back(RunPacedStores(c, "storage_3x_paced_64B_no_zero_ahead", false));
+    results.push_back(
+        RunPacedStores(c, "storage_3x_paced_64B_io_uring", true, tally::WriteEngine::kIoUring));
     results.push_back(RunPacedStores(c, "storage_3x_paced_64B", true));
   }
   std::optional<BenchResult> s4k;

@@ -68,7 +68,8 @@ constexpr uint64_t kSyncTag = kRingEntries;         // user_data of the fsync SQ
 
 class PosixFile final : public File {
  public:
-  PosixFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  PosixFile(std::string path, int fd, WriteEngine engine)
+      : path_(std::move(path)), fd_(fd), engine_(engine) {}
 
   ~PosixFile() override {
     if (ring_ready_) io_uring_queue_exit(&ring_);
@@ -114,22 +115,26 @@ class PosixFile final : public File {
   const std::string& path() const override { return path_; }
 
  private:
-  Status EnsureRing();  // REQUIRES(ring_mu_)
-  void ResetRing();     // REQUIRES(ring_mu_)
+  // Write's engines: iovs_ holds the buffers, starting at file `offset`.
+  Status WriteSync(uint64_t offset, bool sync);  // REQUIRES(write_mu_)
+  Status WriteRing(uint64_t offset, bool sync);  // REQUIRES(write_mu_)
+  Status EnsureRing();                           // REQUIRES(write_mu_)
+  void ResetRing();                              // REQUIRES(write_mu_)
   // Consumes `n` written bytes from the front of iovs_[next_..].
-  void Advance(uint64_t n);  // REQUIRES(ring_mu_)
+  void Advance(uint64_t n);  // REQUIRES(write_mu_)
 
   const std::string path_;
   const int fd_;
+  const WriteEngine engine_;
 
-  std::mutex ring_mu_;       // serializes writers of this file
-  bool ring_ready_ = false;  // GUARDED_BY(ring_mu_)
-  struct io_uring ring_;     // GUARDED_BY(ring_mu_)
+  std::mutex write_mu_;      // serializes writers of this file
+  bool ring_ready_ = false;  // GUARDED_BY(write_mu_)
+  struct io_uring ring_;     // GUARDED_BY(write_mu_)
   // Reused across calls so the hot path does not allocate.
-  std::vector<iovec> iovs_;                          // GUARDED_BY(ring_mu_)
-  size_t next_ = 0;                                  // GUARDED_BY(ring_mu_) first unwritten iovec
-  std::array<uint64_t, kMaxWriteSqes> sqe_bytes_{};  // GUARDED_BY(ring_mu_)
-  std::array<int, kMaxWriteSqes> sqe_res_{};         // GUARDED_BY(ring_mu_)
+  std::vector<iovec> iovs_;                          // GUARDED_BY(write_mu_)
+  size_t next_ = 0;                                  // GUARDED_BY(write_mu_) first unwritten iovec
+  std::array<uint64_t, kMaxWriteSqes> sqe_bytes_{};  // GUARDED_BY(write_mu_)
+  std::array<int, kMaxWriteSqes> sqe_res_{};         // GUARDED_BY(write_mu_)
 };
 
 Status PosixFile::EnsureRing() {
@@ -161,13 +166,35 @@ void PosixFile::Advance(uint64_t n) {
 }
 
 Status PosixFile::Write(uint64_t offset, std::span<const ConstBuffer> bufs, bool sync) {
-  std::lock_guard<std::mutex> lock(ring_mu_);
+  std::lock_guard<std::mutex> lock(write_mu_);
   iovs_.clear();
   for (const ConstBuffer& b : bufs) {
     if (!b.empty()) iovs_.push_back(iovec{const_cast<char*>(b.data()), b.size()});
   }
   next_ = 0;
   if (iovs_.empty()) return sync ? Sync() : Status::OK();
+  return engine_ == WriteEngine::kSync ? WriteSync(offset, sync) : WriteRing(offset, sync);
+}
+
+Status PosixFile::WriteSync(uint64_t offset, bool sync) {
+  uint64_t pos = offset;  // file offset of iovs_[next_]
+  while (next_ < iovs_.size()) {
+    const int n = static_cast<int>(std::min<size_t>(IOV_MAX, iovs_.size() - next_));
+    const ssize_t done = pwritev(fd_, &iovs_[next_], n, static_cast<off_t>(pos));
+    if (done < 0) {
+      if (errno == EINTR) continue;
+      return PathError("write", path_, errno);
+    }
+    if (done == 0) {
+      return IoError("write " + path_ + ": no progress at offset " + std::to_string(pos));
+    }
+    Advance(static_cast<uint64_t>(done));  // a short write resumes where it stopped
+    pos += static_cast<uint64_t>(done);
+  }
+  return sync ? Sync() : Status::OK();
+}
+
+Status PosixFile::WriteRing(uint64_t offset, bool sync) {
   TALLY_RETURN_IF_ERROR(EnsureRing());
 
   uint64_t pos = offset;  // file offset of iovs_[next_]
@@ -277,6 +304,18 @@ Status PosixFile::Write(uint64_t offset, std::span<const ConstBuffer> bufs, bool
 
 // ----------------------------------------------------------- file system --
 
+std::string_view WriteEngineName(WriteEngine engine) {
+  return engine == WriteEngine::kIoUring ? "io_uring" : "sync";
+}
+
+Result<WriteEngine> ParseWriteEngine(std::string_view name) {
+  for (WriteEngine e : {WriteEngine::kSync, WriteEngine::kIoUring}) {
+    if (name == WriteEngineName(e)) return e;
+  }
+  return InvalidArgument("unknown write engine '" + std::string(name) +
+                         "'; choose sync (pwritev + fdatasync) or io_uring");
+}
+
 Result<std::unique_ptr<File>> PosixFileSystem::Open(const std::string& path, OpenOptions options) {
   int flags = O_CLOEXEC | (options.read_only ? O_RDONLY : O_RDWR);
   if (options.create) flags |= O_CREAT;
@@ -286,7 +325,7 @@ Result<std::unique_ptr<File>> PosixFileSystem::Open(const std::string& path, Ope
     fd = open(path.c_str(), flags, 0644);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) return PathError("open", path, errno);
-  return std::unique_ptr<File>(std::make_unique<PosixFile>(path, fd));
+  return std::unique_ptr<File>(std::make_unique<PosixFile>(path, fd, engine_));
 }
 
 Status PosixFileSystem::Remove(const std::string& path) {

@@ -1,5 +1,6 @@
-// Contract tests for FileSystem, run over the POSIX (io_uring) and in-memory
-// implementations, plus the clocks, generators and JoinPath.
+// Contract tests for FileSystem, run over the POSIX file system (with each
+// write engine: sync and io_uring) and the in-memory one, plus the clocks,
+// generators and JoinPath.
 
 #include "tally/base/env.h"
 
@@ -20,16 +21,19 @@
 namespace tally {
 namespace {
 
-enum class FsKind { kPosix, kMem };
+enum class FsKind { kPosixSync, kPosixIoUring, kMem };
+
+bool IsPosix(FsKind k) { return k != FsKind::kMem; }
 
 class FileSystemTest : public ::testing::TestWithParam<FsKind> {
  protected:
   void SetUp() override {
-    if (GetParam() == FsKind::kPosix) {
+    if (IsPosix(GetParam())) {
       char tmpl[] = "/tmp/tally-base-test-XXXXXX";
       ASSERT_NE(mkdtemp(tmpl), nullptr);
       root_ = tmpl;
-      fs_ = std::make_unique<PosixFileSystem>();
+      fs_ = std::make_unique<PosixFileSystem>(
+          GetParam() == FsKind::kPosixSync ? WriteEngine::kSync : WriteEngine::kIoUring);
     } else {
       root_ = "/mem/root";
       fs_ = std::make_unique<MemFileSystem>();
@@ -38,7 +42,7 @@ class FileSystemTest : public ::testing::TestWithParam<FsKind> {
   }
 
   void TearDown() override {
-    if (GetParam() == FsKind::kPosix) {
+    if (IsPosix(GetParam())) {
       std::error_code ec;
       std::filesystem::remove_all(root_, ec);
     }
@@ -331,10 +335,10 @@ TEST_P(FileSystemTest, ConcurrentReadersSeeCompleteWrites) {
 }
 
 TEST_P(FileSystemTest, ShortWriteIsResumedAndTheRealErrorReported) {
-  if (GetParam() != FsKind::kPosix) GTEST_SKIP() << "needs a kernel file size limit";
-  // RLIMIT_FSIZE makes the first writev of the chain short (the link breaks
-  // and the rest is cancelled); the resumed write then fails with EFBIG,
-  // which is the error to report, not -ECANCELED.
+  if (!IsPosix(GetParam())) GTEST_SKIP() << "needs a kernel file size limit";
+  // RLIMIT_FSIZE makes the first write short (with io_uring the link breaks
+  // and the rest of the chain is cancelled); the resumed write then fails
+  // with EFBIG, which is the error to report (not -ECANCELED).
   struct rlimit old_limit;
   ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old_limit), 0);
   if (old_limit.rlim_cur != RLIM_INFINITY && old_limit.rlim_cur < 4096) GTEST_SKIP();
@@ -360,10 +364,33 @@ TEST_P(FileSystemTest, ShortWriteIsResumedAndTheRealErrorReported) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllFileSystems, FileSystemTest,
-                         ::testing::Values(FsKind::kPosix, FsKind::kMem),
+                         ::testing::Values(FsKind::kPosixSync, FsKind::kPosixIoUring, FsKind::kMem),
                          [](const ::testing::TestParamInfo<FsKind>& info) {
-                           return info.param == FsKind::kPosix ? "Posix" : "Mem";
+                           switch (info.param) {
+                             case FsKind::kPosixSync:
+                               return "PosixSync";
+                             case FsKind::kPosixIoUring:
+                               return "PosixIoUring";
+                             case FsKind::kMem:
+                               break;
+                           }
+                           return "Mem";
                          });
+
+TEST(WriteEngineTest, NamesParseBackAndUnknownNamesSayTheChoices) {
+  for (WriteEngine e : {WriteEngine::kSync, WriteEngine::kIoUring}) {
+    auto parsed = ParseWriteEngine(WriteEngineName(e));
+    ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+    EXPECT_EQ(*parsed, e);
+  }
+  EXPECT_EQ(WriteEngineName(WriteEngine::kIoUring), "io_uring");
+  auto bad = ParseWriteEngine("aio");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("'aio'"), std::string::npos) << bad.status().ToString();
+  EXPECT_NE(bad.status().message().find("io_uring"), std::string::npos) << bad.status().ToString();
+  EXPECT_EQ(PosixFileSystem().engine(), WriteEngine::kSync);
+}
 
 TEST(JoinPathTest, ExactlyOneSlash) {
   EXPECT_EQ(JoinPath("/data", "seg-1"), "/data/seg-1");

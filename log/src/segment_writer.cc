@@ -1,6 +1,6 @@
 // The writer thread: takes every queued append (up to max_batch_bytes),
 // serializes the group into one buffer, writes it with one File::Write(...,
-// sync=true) (io_uring writes linked to fdatasync: group commit), then
+// sync=true) (a write and an fdatasync: group commit), then
 // publishes the records to the index and runs the callbacks. Appends keep
 // queueing while a group syncs. With inline_writes, AppendInline
 // (segment_store.cc) runs CommitGroup on the caller's thread instead, with

@@ -343,12 +343,15 @@ TEST_F(SegmentStoreTest, DestructorDrainsPendingAppends) {
   EXPECT_EQ(store->Stats().entries, 100u);
 }
 
-// The real file system: io_uring writes linked to fdatasync.
-TEST(SegmentStorePosixTest, WritesRollsAndRecoversOnDisk) {
+// The real file system, with each write engine (pwritev + fdatasync, and
+// io_uring writes linked to fdatasync).
+class SegmentStorePosixTest : public ::testing::TestWithParam<WriteEngine> {};
+
+TEST_P(SegmentStorePosixTest, WritesRollsAndRecoversOnDisk) {
   char tmpl[] = "/tmp/tally-segstore-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   const std::string dir = tmpl;
-  PosixFileSystem fs;
+  PosixFileSystem fs(GetParam());
   SegmentStoreOptions o;
   o.dir = dir + "/unit";
   o.env = DefaultEnv();
@@ -387,6 +390,12 @@ TEST(SegmentStorePosixTest, WritesRollsAndRecoversOnDisk) {
   store->reset();
   std::filesystem::remove_all(dir);
 }
+
+INSTANTIATE_TEST_SUITE_P(Engines, SegmentStorePosixTest,
+                         ::testing::Values(WriteEngine::kSync, WriteEngine::kIoUring),
+                         [](const ::testing::TestParamInfo<WriteEngine>& info) {
+                           return info.param == WriteEngine::kSync ? "Sync" : "IoUring";
+                         });
 
 }  // namespace
 }  // namespace tally::log

@@ -18,6 +18,7 @@
 #include "layout_file.h"
 #include "node.h"
 #include "tally/base/file_lock.h"
+#include "tally/base/posix_env.h"
 #include "tally/net/tcp_transport.h"
 
 namespace {
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   uint64_t zero_ahead_mb = 8;
   std::string roles = "log";
   std::string layout_file;
+  std::string write_engine(tally::WriteEngineName(tally::WriteEngine::kSync));
   CLI::App app{"tally-server: one node of a Tally cluster (log unit, sequencer, layout server)"};
   app.add_option("--node-id", node_id, "this node's id")->required();
   app.add_option("--listen", options.listen, "address to serve on, HOST:PORT (port 0: any free)")
@@ -47,6 +49,11 @@ int main(int argc, char** argv) {
                  "MiB of zeros kept written and synced past the open segment's end, so that "
                  "group commits overwrite allocated blocks and their fdatasync needs no "
                  "journal commit; 0 turns it off")
+      ->capture_default_str();
+  app.add_option("--write-engine", write_engine,
+                 "how the log unit writes and syncs its segments: sync (pwritev + fdatasync on "
+                 "its writer thread) or io_uring (linked write and fsync SQEs)")
+      ->check(CLI::IsMember({"sync", "io_uring"}))
       ->capture_default_str();
   app.add_option("--roles", roles,
                  "roles this node hosts: a comma list of log, sequencer, layout (a Paxos layout "
@@ -72,6 +79,10 @@ int main(int argc, char** argv) {
   options.segment_bytes = segment_mb << 20;
   options.zero_ahead_bytes = zero_ahead_mb << 20;
   options.heal = !no_heal;
+  // Lives until exit: the node's files keep a pointer to it.
+  static tally::PosixFileSystem segment_fs(*tally::ParseWriteEngine(write_engine));
+  options.env = tally::DefaultEnv();
+  options.env.fs = &segment_fs;
   auto parsed_roles = tally::server::ParseRoles(roles);
   if (!parsed_roles.ok()) {
     std::cerr << "tally-server: " << parsed_roles.status().message() << "\n";

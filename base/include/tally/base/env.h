@@ -51,9 +51,10 @@ class File {
   virtual Result<size_t> Read(uint64_t offset, std::span<char> out) = 0;
 
   // Writes `bufs` back to back starting at `offset`, then, if `sync` is
-  // true, makes them durable (fdatasync) before returning. The real
-  // implementation submits all writes and the sync as one linked io_uring
-  // chain (group commit). On error, an unknown prefix may have been written.
+  // true, makes them durable (fdatasync) before returning: one call is one
+  // group commit (PosixFileSystem: pwritev + fdatasync, or one linked
+  // io_uring chain, by its WriteEngine). On error, an unknown prefix may
+  // have been written.
   // Not thread-safe against other writers of the same file.
   virtual Status Write(uint64_t offset, std::span<const ConstBuffer> bufs, bool sync) = 0;
 

@@ -3,9 +3,9 @@
 // The durable, write-once address space of one log unit.
 //
 // Records are appended to segment files (docs/log-format.md) by one writer
-// thread that batches every pending append into one io_uring chain of writes
-// linked to fdatasync (group commit); an append is acknowledged only after
-// that sync. With inline_writes the caller's thread does the same group
+// thread that batches every pending append into one write and fdatasync
+// (group commit, File::Write with sync); an append is acknowledged only
+// after that sync. With inline_writes the caller's thread does the same group
 // commit for its own Append (for the single-threaded simulation). Reads are served by address from
 // an in-memory index. Metadata (sealed epoch, trim mark, per-segment address and stream indexes of
 // closed segments) lives in RocksDB, so start-up reads the index of closed segments from RocksDB
