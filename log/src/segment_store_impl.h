@@ -250,6 +250,10 @@ class SegmentStoreImpl final : public SegmentStore {
   // index_ asked for its next chunk of pages (AddressIndex::TakeChunkRequest).
   bool chunk_wanted_ = false;        // GUARDED_BY(rolled_mu_)
   AddressIndex::Chunk index_chunk_;  // indexer thread only: being faulted in
+  // Indexer thread only: chunks that could not be mapped, and when that
+  // was last logged.
+  uint64_t chunk_map_failures_ = 0;
+  std::chrono::steady_clock::time_point chunk_map_warned_{};
   std::thread indexer_;
 };
 

@@ -374,10 +374,18 @@ void SegmentStoreImpl::IndexerLoop() {
       try {
         index_chunk_ = AddressIndex::MapChunk();
       } catch (const std::bad_alloc&) {
-        spdlog::warn(
-            "log store {}: could not map index memory ahead; the index maps it when "
-            "it needs it",
-            options_.dir);
+        // Asked again at the next append that finds too few pages ready:
+        // under memory pressure that is every append, so say it once a
+        // minute, with the count.
+        ++chunk_map_failures_;
+        const auto now = std::chrono::steady_clock::now();
+        if (chunk_map_failures_ == 1 || now - chunk_map_warned_ >= std::chrono::minutes(1)) {
+          spdlog::warn(
+              "log store {}: could not map index memory ahead ({} time(s) so far); the index "
+              "maps it when it needs it",
+              options_.dir, chunk_map_failures_);
+          chunk_map_warned_ = now;
+        }
         std::lock_guard<std::mutex> m(mu_);
         index_.AddChunk(AddressIndex::Chunk());
       }
