@@ -126,6 +126,32 @@ TEST_F(ServerProcessTest, AcknowledgedWritesSurviveSigkill) {
   EXPECT_EQ(Ctl("write 3 overwrite").exit_code, 1);  // write-once across restarts
 }
 
+TEST_F(ServerProcessTest, EitherWriteEngineReadsWhatTheOtherWrote) {
+  Start({"--write-engine", "io_uring"});
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(Ctl("write " + std::to_string(i) + " ring-" + std::to_string(i)).exit_code, 0);
+  }
+  server_->SignalAndWait(SIGKILL);
+  Start();  // the default engine, sync
+  for (int i = 20; i < 40; ++i) {
+    ASSERT_EQ(Ctl("write " + std::to_string(i) + " sync-" + std::to_string(i)).exit_code, 0);
+  }
+  server_->SignalAndWait(SIGKILL);
+  Start({"--write-engine", "io_uring"});
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(Ctl("read " + std::to_string(i)).out,
+              (i < 20 ? "ring-" : "sync-") + std::to_string(i) + "\n");
+  }
+}
+
+TEST_F(ServerProcessTest, UnknownWriteEngineRefusesToStartAndNamesTheChoices) {
+  auto r = RunCommand(kServer + " --node-id 1 --listen 127.0.0.1:0 --data-dir " + dir_.path() +
+                      "/data3 --write-engine aio 2>&1");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("unknown write engine 'aio'"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("io_uring"), std::string::npos) << r.out;
+}
+
 TEST_F(ServerProcessTest, SigtermStopsCleanly) {
   Start();
   ASSERT_EQ(Ctl("write 0 x").exit_code, 0);

@@ -53,7 +53,6 @@ int main(int argc, char** argv) {
   app.add_option("--write-engine", write_engine,
                  "how the log unit writes and syncs its segments: sync (pwritev + fdatasync on "
                  "its writer thread) or io_uring (linked write and fsync SQEs)")
-      ->check(CLI::IsMember({"sync", "io_uring"}))
       ->capture_default_str();
   app.add_option("--roles", roles,
                  "roles this node hosts: a comma list of log, sequencer, layout (a Paxos layout "
@@ -79,8 +78,13 @@ int main(int argc, char** argv) {
   options.segment_bytes = segment_mb << 20;
   options.zero_ahead_bytes = zero_ahead_mb << 20;
   options.heal = !no_heal;
+  auto engine = tally::ParseWriteEngine(write_engine);
+  if (!engine.ok()) {
+    std::cerr << "tally-server: --write-engine: " << engine.status().message() << "\n";
+    return 2;
+  }
   // Lives until exit: the node's files keep a pointer to it.
-  static tally::PosixFileSystem segment_fs(*tally::ParseWriteEngine(write_engine));
+  static tally::PosixFileSystem segment_fs(*engine);
   options.env = tally::DefaultEnv();
   options.env.fs = &segment_fs;
   auto parsed_roles = tally::server::ParseRoles(roles);
