@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -126,16 +127,34 @@ TEST_F(ServerProcessTest, AcknowledgedWritesSurviveSigkill) {
   EXPECT_EQ(Ctl("write 3 overwrite").exit_code, 1);  // write-once across restarts
 }
 
+// Threads of `pid` that are io_uring workers (io-wq: "iou-wrk-N"). The ring
+// hands every fdatasync to one, so a server writing through io_uring has
+// at least one for a few seconds after its last sync; one writing with the
+// sync engine never starts any.
+int IoUringWorkers(pid_t pid) {
+  int n = 0;
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name.rfind("iou-wrk", 0) == 0) ++n;
+  }
+  return n;
+}
+
 TEST_F(ServerProcessTest, EitherWriteEngineReadsWhatTheOtherWrote) {
   Start({"--write-engine", "io_uring"});
   for (int i = 0; i < 20; ++i) {
     ASSERT_EQ(Ctl("write " + std::to_string(i) + " ring-" + std::to_string(i)).exit_code, 0);
   }
+  EXPECT_GT(IoUringWorkers(server_->pid()), 0) << "--write-engine io_uring did not use a ring";
   server_->SignalAndWait(SIGKILL);
   Start();  // the default engine, sync
   for (int i = 20; i < 40; ++i) {
     ASSERT_EQ(Ctl("write " + std::to_string(i) + " sync-" + std::to_string(i)).exit_code, 0);
   }
+  EXPECT_EQ(IoUringWorkers(server_->pid()), 0) << "the default (sync) engine used io_uring";
   server_->SignalAndWait(SIGKILL);
   Start({"--write-engine", "io_uring"});
   for (int i = 0; i < 40; ++i) {
