@@ -30,7 +30,7 @@ proto::Layout SequencerRole::NewestLayout() {
   if (static_layout_.layout_servers().empty()) return static_layout_;
   std::vector<std::string> servers(static_layout_.layout_servers().begin(),
                                    static_layout_.layout_servers().end());
-  auto committed = client::FetchNewestLayout(*transport_, servers, options_.rpc_timeout, threads_);
+  auto committed = client::FetchNewestLayout(polled_, servers, options_.rpc_timeout, threads_);
   if (committed.ok() && committed->epoch() >= static_layout_.epoch()) return *committed;
   return static_layout_;
 }

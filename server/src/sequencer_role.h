@@ -20,6 +20,7 @@
 #include <string>
 
 #include "tally/base/threads.h"
+#include "tally/net/caching_transport.h"
 #include "tally/net/transport.h"
 #include "tally/proto/layout.pb.h"
 #include "tally/sequencer/sequencer.h"
@@ -69,6 +70,12 @@ class SequencerRole {
 
   const proto::Layout static_layout_;
   net::Transport* const transport_;
+  // The layout polls (every layout_poll) reuse one channel per layout
+  // server; a new connection per poll cost every node a TCP connect,
+  // accept and close 20 times a second per layout server, on the network
+  // thread that also serves appends. Bootstraps (bulk stream maps) use
+  // transport_ directly.
+  net::CachingTransport polled_{transport_};
   const SequencerRoleOptions options_;
   Threads* const threads_;
   std::string self_;

@@ -15,6 +15,7 @@
 
 #include "bootstrap.h"
 #include "layout_file.h"
+#include "sequencer_role.h"
 #include "tally/net/inproc_transport.h"
 #include "tally/net/typed.h"
 #include "tally/proto/sequencer.pb.h"
@@ -277,6 +278,66 @@ TEST_F(NodeTest, LayoutRoleServesTheNewestCommittedLayout) {
   r = Call<proto::GetLayoutResponse>("n1", "layout.get", proto::GetLayoutRequest{});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->layout().epoch(), 3u);
+}
+
+// Counts the channels opened through it.
+class CountingTransport final : public net::Transport {
+ public:
+  explicit CountingTransport(net::Transport* inner) : inner_(inner) {}
+  std::shared_ptr<net::Channel> Connect(const std::string& endpoint) override {
+    connects++;
+    return inner_->Connect(endpoint);
+  }
+  Result<std::unique_ptr<net::Server>> Listen(const std::string& endpoint,
+                                              const net::ServiceRegistry* services) override {
+    return inner_->Listen(endpoint, services);
+  }
+  std::atomic<int> connects{0};
+
+ private:
+  net::Transport* const inner_;
+};
+
+TEST_F(NodeTest, SequencerRolePollsLayoutsOverOneChannelPerLayoutServer) {
+  // n1 is the layout server and the log unit; the role under test is the
+  // primary sequencer "s1" and polls n1's committed layouts every 2 ms.
+  proto::Layout layout = OneSegment({{"n1"}});
+  layout.set_epoch(1);
+  layout.add_sequencers("s1");
+  layout.add_layout_servers("n1");
+  auto n1 = StartNode("n1", Roles{.log = true, .sequencer = false, .layout = true}, layout);
+  ASSERT_TRUE(n1.ok()) << n1.status().ToString();
+  Node* node = n1->get();
+  nodes_.push_back(std::move(*n1));
+
+  auto inner = network_.MakeTransport("s1");
+  CountingTransport counting(inner.get());
+  SequencerRoleOptions o;
+  o.layout_poll = std::chrono::milliseconds(2);
+  SequencerRole role(layout, &counting, o);
+  role.StartBootstrap("s1");
+  for (int i = 0; i < 200 && !role.bootstrapped(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(role.bootstrapped());
+  const int after_bootstrap = counting.connects.load();
+
+  // A newer committed layout is still followed (over the cached channel).
+  proto::Layout next = layout;
+  next.set_epoch(2);
+  proto::LayoutCommitRequest commit;
+  *commit.mutable_layout() = next;
+  ASSERT_TRUE(node->layout_server()->Commit(commit).ok());
+  for (int i = 0; i < 200 && role.epoch() != 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(role.epoch(), 2u);
+  // ~100 polls in 200 ms; each used to open a channel of its own.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const int polled = counting.connects.load() - after_bootstrap;
+  // The re-bootstrap in epoch 2 opens its own channels to the log unit
+  // (two: log.tail and log.stream_maps share one per unit).
+  EXPECT_LE(polled, 2) << "channels opened after the first bootstrap";
 }
 
 TEST_F(NodeTest, LayoutRoleWithoutAnyLayoutSaysToBootstrap) {
