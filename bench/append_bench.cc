@@ -11,6 +11,11 @@
 //                               the same open loop at 100,000/s, half the
 //                               200,000/s target;
 //                               latency from each append's scheduled issue
+//   append_64B_chain3_stripes1_100k_no_spacing
+//                               the same again from a client with
+//                               batch_spacing 0 (cut a batch as soon as an
+//                               append thread is free): the baseline of the
+//                               client's batch spacing
 //   read_64B                    Client::ReadRange in chunks (entries/s)
 //   read_64B_single             Client::Read from several threads (reads/s)
 //   baseline_unreplicated_rpc_64B
@@ -54,6 +59,7 @@ struct Config {
   int issuers = 2;       // threads calling AppendAsync
   int max_batch = 1024;  // ClientOptions::max_batch
   int append_threads = 4;
+  double batch_spacing = client::ClientOptions{}.batch_spacing;
   int read_threads = 4;
   int read_chunk = 4096;  // entries per ReadRange
   bool timeline = false;  // paced rows: print the worst latency per 10 ms to stderr
@@ -124,6 +130,7 @@ std::unique_ptr<client::Client> Connect(const Config& c, net::Transport& t, cons
   o.endpoints = cl.endpoints();
   o.max_batch = static_cast<size_t>(c.max_batch);
   o.append_threads = c.append_threads;
+  o.batch_spacing = c.batch_spacing;
   auto r = client::Client::Create(std::move(o));
   if (!r.ok()) Die("client", r.status());
   return std::move(*r);
@@ -177,6 +184,7 @@ BenchResult RunAppend(const Config& c, const std::string& name, client::Client& 
   r.extra["issuer_threads"] = c.issuers;
   r.extra["max_batch"] = c.max_batch;
   r.extra["append_threads"] = c.append_threads;
+  r.extra["batch_spacing"] = c.batch_spacing;
   r.extra["errors"] = static_cast<double>(failed.load());
   if (stats1.sequencer_calls > stats0.sequencer_calls) {
     r.extra["appends_per_seq_call"] =
@@ -255,6 +263,7 @@ BenchResult RunPaced(const Config& c, const std::string& name, client::Client& c
   }
   r.extra["max_batch"] = c.max_batch;
   r.extra["append_threads"] = c.append_threads;
+  r.extra["batch_spacing"] = c.batch_spacing;
   return r;
 }
 
@@ -352,6 +361,8 @@ int main(int argc, char** argv) {
   app.add_option("--max-batch", c.max_batch, "ClientOptions::max_batch")->capture_default_str();
   app.add_option("--append-threads", c.append_threads, "ClientOptions::append_threads")
       ->capture_default_str();
+  app.add_option("--batch-spacing", c.batch_spacing, "ClientOptions::batch_spacing (0 to 1)")
+      ->capture_default_str();
   app.add_option("--read-threads", c.read_threads, "reader threads")->capture_default_str();
   app.add_option("--read-chunk", c.read_chunk, "entries per ReadRange")->capture_default_str();
   app.add_flag("--timeline", c.timeline,
@@ -362,13 +373,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "append_bench: counts must be >= 1 and --seconds > 0\n");
     return 2;
   }
+  if (!(c.batch_spacing >= 0 && c.batch_spacing <= 1)) {
+    std::fprintf(stderr, "append_bench: --batch-spacing must be between 0 and 1\n");
+    return 2;
+  }
   auto want = [&](const char* name) { return only.empty() || only == name; };
   std::vector<BenchResult> results;
   tally::net::TcpTransport transport({.io_threads = 1});
 
-  const bool s1 =
-      want("append_64B_chain3_stripes1") || want("append_64B_chain3_stripes1_half_load") ||
-      want("append_64B_chain3_stripes1_100k") || want("read_64B") || want("read_64B_single");
+  const bool s1 = want("append_64B_chain3_stripes1") ||
+                  want("append_64B_chain3_stripes1_half_load") ||
+                  want("append_64B_chain3_stripes1_100k") ||
+                  want("append_64B_chain3_stripes1_100k_no_spacing") || want("read_64B") ||
+                  want("read_64B_single");
   if (s1) {
     Cluster cluster(c.dir + "/s1", 1);
     auto cl = Connect(c, transport, cluster);
@@ -384,6 +401,13 @@ int main(int argc, char** argv) {
     // next to half of what this run measured.
     if (want("append_64B_chain3_stripes1_100k")) {
       results.push_back(RunPaced(c, "append_64B_chain3_stripes1_100k", *cl, cluster, 100'000));
+    }
+    if (want("append_64B_chain3_stripes1_100k_no_spacing")) {
+      Config none = c;
+      none.batch_spacing = 0;
+      auto unspaced = Connect(none, transport, cluster);
+      results.push_back(RunPaced(none, "append_64B_chain3_stripes1_100k_no_spacing", *unspaced,
+                                 cluster, 100'000));
     }
     if (want("read_64B")) results.push_back(RunRead(c, "read_64B", *cl, cluster, true));
     if (want("read_64B_single")) {

@@ -55,6 +55,8 @@ Client::Impl::Impl(ClientOptions o) : options(std::move(o)) {
   if (options.max_batch == 0) options.max_batch = 1;
   options.max_batch = std::min<size_t>(options.max_batch, 65536);
   if (options.append_threads < 1) options.append_threads = 1;
+  // Negative or NaN: off; above 1 the spacing would outlast a batch.
+  options.batch_spacing = options.batch_spacing >= 0 ? std::min(options.batch_spacing, 1.0) : 0.0;
   if (options.max_append_attempts < 1) options.max_append_attempts = 1;
 }
 

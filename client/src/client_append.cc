@@ -49,7 +49,8 @@ void Client::Impl::Enqueue(std::unique_ptr<PendingAppend> p, bool front) {
         queue.push_back(std::move(p));
       }
       Threads::Wake wake;
-      if (!idle.empty()) {
+      // A thread timing the next cut takes this append with it.
+      if (!idle.empty() && !timing_cut) {
         wake = std::move(idle.back());
         idle.pop_back();
       }
@@ -61,25 +62,55 @@ void Client::Impl::Enqueue(std::unique_ptr<PendingAppend> p, bool front) {
   p->done(Cancelled("client is shutting down; append not issued"));
 }
 
+int64_t Client::Impl::NextCutNanos() const {
+  // Spacing is for cuts while other batches are on their way: with none in
+  // flight (a lone caller, a lull) or a single thread, cut at once.
+  if (!last_cut_drained || batches_in_flight == 0 || options.append_threads < 2 ||
+      options.batch_spacing <= 0 || batch_nanos_ewma == 0) {
+    return 0;
+  }
+  const double gap =
+      options.batch_spacing * static_cast<double>(batch_nanos_ewma) / options.append_threads;
+  return last_cut_nanos + static_cast<int64_t>(gap);
+}
+
 void Client::Impl::AppendLoop() {
+  // The longest batch time that counts toward the spacing (a batch that
+  // waited out retries says nothing about the next one).
+  constexpr int64_t kMaxBatchSample = 100'000'000;
   while (true) {
     std::vector<std::unique_ptr<PendingAppend>> batch;
+    int64_t cut = 0;
     {
       std::unique_lock lock(queue_mu);
-      while (!stopping && queue.empty()) {
+      while (true) {
+        // Idle while there is nothing to cut, or another thread is timing
+        // the next cut.
+        while (!stopping && (queue.empty() || timing_cut)) {
+          lock.unlock();
+          threads->Wait([this](Threads::Wake wake) {
+            std::unique_lock l(queue_mu);
+            if (stopping || (!queue.empty() && !timing_cut)) {
+              l.unlock();
+              wake();
+            } else {
+              idle.push_back(std::move(wake));
+            }
+          });
+          lock.lock();
+        }
+        if (stopping) return;
+        const int64_t next = NextCutNanos();
+        cut = NowNanos();
+        if (cut >= next) break;
+        // Too soon after a cut that emptied the queue: let more arrive.
+        // Nobody else cuts meanwhile, so the queue only grows.
+        timing_cut = true;
         lock.unlock();
-        threads->Wait([this](Threads::Wake wake) {
-          std::unique_lock l(queue_mu);
-          if (stopping || !queue.empty()) {
-            l.unlock();
-            wake();
-          } else {
-            idle.push_back(std::move(wake));
-          }
-        });
+        threads->SleepNanos(next - cut);
         lock.lock();
+        timing_cut = false;
       }
-      if (stopping) return;
       batch.push_back(std::move(queue.front()));
       queue.pop_front();
       const auto& key = batch.front()->key;
@@ -91,8 +122,24 @@ void Client::Impl::AppendLoop() {
           ++it;
         }
       }
+      last_cut_nanos = cut;
+      last_cut_drained = queue.empty();
+      batches_in_flight++;
+      // Appends left behind (other stream sets, over max_batch) go to an
+      // idle thread at once.
+      if (!queue.empty() && !idle.empty()) {
+        Threads::Wake wake = std::move(idle.back());
+        idle.pop_back();
+        lock.unlock();
+        wake();
+      }
     }
     RunBatch(std::move(batch));
+    const int64_t took = std::min(NowNanos() - cut, kMaxBatchSample);
+    std::lock_guard lock(queue_mu);
+    batches_in_flight--;
+    batch_nanos_ewma =
+        batch_nanos_ewma == 0 ? took : batch_nanos_ewma + (took - batch_nanos_ewma) / 8;
   }
 }
 

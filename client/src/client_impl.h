@@ -111,6 +111,17 @@ struct Client::Impl {
   // on the Threads seam, so a simulation can run the append threads).
   std::vector<Threads::Wake> idle;  // GUARDED_BY(queue_mu)
   bool stopping = false;            // GUARDED_BY(queue_mu)
+  // Batch spacing (ClientOptions::batch_spacing): when the last cut was,
+  // whether it emptied the queue, whether a thread is sleeping until the
+  // next cut, the batches cut and not yet done, and the recent time from
+  // cut to done of a batch (EWMA).
+  int64_t last_cut_nanos = 0;     // GUARDED_BY(queue_mu)
+  bool last_cut_drained = false;  // GUARDED_BY(queue_mu)
+  bool timing_cut = false;        // GUARDED_BY(queue_mu)
+  int batches_in_flight = 0;      // GUARDED_BY(queue_mu)
+  int64_t batch_nanos_ewma = 0;   // GUARDED_BY(queue_mu)
+  // The earliest time of the next cut (0: now); holds queue_mu.
+  int64_t NextCutNanos() const;
   std::vector<std::unique_ptr<ThreadHandle>> append_threads;
 };
 

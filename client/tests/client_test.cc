@@ -10,6 +10,8 @@
 
 #include <atomic>
 #include <future>
+#include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -238,6 +240,80 @@ TEST_F(ClientTest, ConcurrentAppendsAreBatchedAndDistinct) {
   ClientStats s = client_->stats();
   EXPECT_EQ(s.appends, uint64_t{kThreads * kPerThread});
   EXPECT_LT(s.sequencer_calls, s.appends) << "no batching happened";
+}
+
+// SystemThreads, counting the sleeps of the code behind it (the client
+// sleeps only to space batch cuts and to back off retries).
+class CountingThreads final : public Threads {
+ public:
+  std::unique_ptr<ThreadHandle> Start(std::string name, std::function<void()> fn) override {
+    return SystemThreads()->Start(std::move(name), std::move(fn));
+  }
+  void Wait(const std::function<void(Wake)>& start) override { SystemThreads()->Wait(start); }
+  void SleepNanos(int64_t nanos) override {
+    sleeps++;
+    SystemThreads()->SleepNanos(nanos);
+  }
+  std::atomic<int> sleeps{0};
+};
+
+// `callers` threads of `per_caller` synchronous appends each, caller c to
+// stream kA (c even) or kB (c odd); every append must land once, in its
+// stream, with its payload.
+void AppendFromThreads(Client& client, int callers, int per_caller) {
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::map<uint64_t, std::pair<std::string, StreamId>> written;
+  for (int t = 0; t < callers; ++t) {
+    threads.emplace_back([&, t] {
+      const StreamId stream = t % 2 == 0 ? kA : kB;
+      for (int i = 0; i < per_caller; ++i) {
+        std::string payload = std::to_string(t) + "/" + std::to_string(i);
+        auto a = client.Append(payload, {stream});
+        ASSERT_TRUE(a.ok()) << a.status().ToString();
+        std::lock_guard lock(mu);
+        EXPECT_TRUE(written.emplace(a->value(), std::make_pair(payload, stream)).second);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(written.size(), static_cast<size_t>(callers * per_caller));
+  for (const auto& [addr, want] : written) {
+    auto e = client.Read(Address(addr));
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    EXPECT_EQ(e->payload(), want.first);
+    ASSERT_EQ(e->streams_size(), 1);
+    EXPECT_EQ(e->streams(0).lo(), want.second.lo);
+  }
+}
+
+TEST(ClientSpacingTest, SpacesConcurrentCutsButNeverALoneCaller) {
+  Cluster cluster(3);
+  auto t = cluster.Transport("client");
+  CountingThreads threads;
+  ClientOptions o = cluster.Options(t.get(), cluster.MakeLayout(1, 3));
+  o.threads = &threads;
+  o.append_threads = 4;
+  o.batch_spacing = 1;
+  auto client = MakeClient(o);
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(client->Append("lone", {kA}).ok());
+  EXPECT_EQ(threads.sleeps.load(), 0) << "a lone caller waited for a batch cut";
+  AppendFromThreads(*client, 8, 40);
+  EXPECT_GT(threads.sleeps.load(), 0) << "no batch cut was spaced under concurrent appends";
+  EXPECT_EQ(client->stats().appends, 50u + 8 * 40);
+}
+
+TEST(ClientSpacingTest, ZeroSpacingCutsAsSoonAsAThreadIsFree) {
+  Cluster cluster(3);
+  auto t = cluster.Transport("client");
+  CountingThreads threads;
+  ClientOptions o = cluster.Options(t.get(), cluster.MakeLayout(1, 3));
+  o.threads = &threads;
+  o.append_threads = 4;
+  o.batch_spacing = 0;
+  auto client = MakeClient(o);
+  AppendFromThreads(*client, 8, 40);
+  EXPECT_EQ(threads.sleeps.load(), 0);
 }
 
 TEST_F(ClientTest, ReaderFillsAHoleAndTheStalledWriterLoses) {

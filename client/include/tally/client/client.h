@@ -44,6 +44,19 @@ struct ClientOptions {
   int max_append_attempts = 8;
   // Threads that drain the append queue (each runs one batch at a time).
   int append_threads = 2;
+  // Batch spacing under concurrent load. When a batch cut took every
+  // queued append and other batches are still on their way, the next cut
+  // waits until batch_spacing x (recent batch time / append_threads) after
+  // it, so appends arriving meanwhile join one batch. Without it, a thread
+  // that frees up cuts whatever few appends arrived since the last cut:
+  // the threads fall into step, cutting tiny batches back to back, then
+  // leave every newcomer queued until one of them is free again (measured
+  // at 100,000 appends/s with 4 threads: cut-to-cut gaps p50 0.28 ms, p99
+  // 2.5 ms). Never applies with no batch in flight (a lone caller, a lull)
+  // or one append thread; appends a cut leaves queued (other stream sets,
+  // beyond max_batch) are cut at once. Between 0 (cut as soon as a thread
+  // is free) and 1; values outside are clamped.
+  double batch_spacing = 0.75;
   // Written into every entry's metadata.
   std::string principal;
   // Clock and randomness (nullptr members: DefaultEnv()). Not owned.
