@@ -75,9 +75,6 @@ int64_t Client::Impl::NextCutNanos() const {
 }
 
 void Client::Impl::AppendLoop() {
-  // The longest batch time that counts toward the spacing (a batch that
-  // waited out retries says nothing about the next one).
-  constexpr int64_t kMaxBatchSample = 100'000'000;
   while (true) {
     std::vector<std::unique_ptr<PendingAppend>> batch;
     int64_t cut = 0;
@@ -134,16 +131,22 @@ void Client::Impl::AppendLoop() {
         wake();
       }
     }
-    RunBatch(std::move(batch));
-    const int64_t took = std::min(NowNanos() - cut, kMaxBatchSample);
-    std::lock_guard lock(queue_mu);
-    batches_in_flight--;
-    batch_nanos_ewma =
-        batch_nanos_ewma == 0 ? took : batch_nanos_ewma + (took - batch_nanos_ewma) / 8;
+    RunBatch(std::move(batch), cut);
   }
 }
 
-void Client::Impl::RunBatch(std::vector<std::unique_ptr<PendingAppend>> batch) {
+void Client::Impl::BatchDone(int64_t cut) {
+  // The longest batch time that counts toward the spacing (a batch that
+  // waited out retries says nothing about the next one).
+  constexpr int64_t kMaxBatchSample = 100'000'000;
+  const int64_t took = std::min(NowNanos() - cut, kMaxBatchSample);
+  std::lock_guard lock(queue_mu);
+  batches_in_flight--;
+  batch_nanos_ewma =
+      batch_nanos_ewma == 0 ? took : batch_nanos_ewma + (took - batch_nanos_ewma) / 8;
+}
+
+void Client::Impl::RunBatch(std::vector<std::unique_ptr<PendingAppend>> batch, int64_t cut) {
   const uint32_t n = static_cast<uint32_t>(batch.size());
   // Tokens, refreshing the layout on epoch errors.
   std::shared_ptr<const Layout> used;
@@ -152,6 +155,7 @@ void Client::Impl::RunBatch(std::vector<std::unique_ptr<PendingAppend>> batch) {
     return SeqNext(*used, n, batch.front()->streams, deadline);
   });
   if (!grant.ok()) {
+    BatchDone(cut);
     for (auto& p : batch) p->done(grant.status().WithContext("seq.next"));
     return;
   }
@@ -196,6 +200,9 @@ void Client::Impl::RunBatch(std::vector<std::unique_ptr<PendingAppend>> batch) {
     for (size_t k = 0; k < idxs.size(); ++k) results[idxs[k]] = std::move(st[k]);
   }
 
+  // Done before any caller hears back: a caller whose next append follows
+  // its answer finds no batch in flight (and is not spaced).
+  BatchDone(cut);
   bool refreshed = false;
   for (uint32_t i = 0; i < n; ++i) {
     std::unique_ptr<PendingAppend>& p = batch[i];

@@ -80,7 +80,12 @@ struct Client::Impl {
   void StopAppendThreads();
   void Enqueue(std::unique_ptr<internal::PendingAppend> p, bool front);
   void AppendLoop();
-  void RunBatch(std::vector<std::unique_ptr<internal::PendingAppend>> batch);
+  // Runs a batch cut at `cut` (clock nanos), calling BatchDone before
+  // any of its appends' callbacks.
+  void RunBatch(std::vector<std::unique_ptr<internal::PendingAppend>> batch, int64_t cut);
+  // A batch cut at `cut` is finished: it leaves batches_in_flight and its
+  // time joins batch_nanos_ewma.
+  void BatchDone(int64_t cut);
   // After an epoch change failed `entry`'s write: finishes it at its own
   // address if the new layout's chain head holds it (returns the address);
   // nullopt when a new token is safe; an error when it is at the head but
