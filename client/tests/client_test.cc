@@ -287,33 +287,36 @@ void AppendFromThreads(Client& client, int callers, int per_caller) {
   }
 }
 
-TEST(ClientSpacingTest, SpacesConcurrentCutsButNeverALoneCaller) {
-  Cluster cluster(3);
-  auto t = cluster.Transport("client");
-  CountingThreads threads;
-  ClientOptions o = cluster.Options(t.get(), cluster.MakeLayout(1, 3));
-  o.threads = &threads;
-  o.append_threads = 4;
-  o.batch_spacing = 1;
-  auto client = MakeClient(o);
+// A client with 4 append threads and the given batch spacing, whose sleeps
+// `threads_` counts.
+class ClientSpacingTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Client> Spaced(double spacing) {
+    ClientOptions o = cluster_.Options(transport_.get(), cluster_.MakeLayout(1, 3));
+    o.threads = &threads_;
+    o.append_threads = 4;
+    o.batch_spacing = spacing;
+    return MakeClient(o);
+  }
+
+  Cluster cluster_{3};
+  std::unique_ptr<net::Transport> transport_ = cluster_.Transport("client");
+  CountingThreads threads_;
+};
+
+TEST_F(ClientSpacingTest, SpacesConcurrentCutsButNeverALoneCaller) {
+  auto client = Spaced(1);
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(client->Append("lone", {kA}).ok());
-  EXPECT_EQ(threads.sleeps.load(), 0) << "a lone caller waited for a batch cut";
+  EXPECT_EQ(threads_.sleeps.load(), 0) << "a lone caller waited for a batch cut";
   AppendFromThreads(*client, 8, 40);
-  EXPECT_GT(threads.sleeps.load(), 0) << "no batch cut was spaced under concurrent appends";
+  EXPECT_GT(threads_.sleeps.load(), 0) << "no batch cut was spaced under concurrent appends";
   EXPECT_EQ(client->stats().appends, 50u + 8 * 40);
 }
 
-TEST(ClientSpacingTest, ZeroSpacingCutsAsSoonAsAThreadIsFree) {
-  Cluster cluster(3);
-  auto t = cluster.Transport("client");
-  CountingThreads threads;
-  ClientOptions o = cluster.Options(t.get(), cluster.MakeLayout(1, 3));
-  o.threads = &threads;
-  o.append_threads = 4;
-  o.batch_spacing = 0;
-  auto client = MakeClient(o);
+TEST_F(ClientSpacingTest, ZeroSpacingCutsAsSoonAsAThreadIsFree) {
+  auto client = Spaced(0);
   AppendFromThreads(*client, 8, 40);
-  EXPECT_EQ(threads.sleeps.load(), 0);
+  EXPECT_EQ(threads_.sleeps.load(), 0);
 }
 
 TEST_F(ClientTest, ReaderFillsAHoleAndTheStalledWriterLoses) {
