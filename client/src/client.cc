@@ -305,6 +305,12 @@ class DownRun : public std::enable_shared_from_this<DownRun> {
 size_t RpcReplicaIo::WriteBatchDown(const std::vector<std::string>& units,
                                     const std::vector<proto::LogEntry>& entries,
                                     Result<std::vector<Status>>* stopped) {
+  if (run_down_.has_value()) {
+    auto [clean, answer] = std::move(*run_down_);
+    run_down_.reset();
+    if (clean < units.size()) *stopped = std::move(answer);
+    return clean;
+  }
   // Encoded once for every unit: the request is the same down the chain.
   std::string request = EncodeWriteBatchRequest(layout_.epoch().value(), entries);
   auto outcome = WaitForValue<DownRun::Outcome>(
@@ -314,6 +320,52 @@ size_t RpcReplicaIo::WriteBatchDown(const std::vector<std::string>& units,
       });
   if (outcome.clean < units.size()) *stopped = std::move(outcome.stopped);
   return outcome.clean;
+}
+
+Client::Impl::GrantedBatch Client::Impl::GrantAndWriteHead(
+    const std::shared_ptr<const Layout>& layout,
+    std::vector<std::unique_ptr<internal::PendingAppend>>& batch) {
+  const uint32_t n = static_cast<uint32_t>(batch.size());
+  seqpb::NextRequest req;
+  req.set_epoch(layout->epoch().value());
+  req.set_count(n);
+  for (const auto& s : batch.front()->streams) SetStream(s, req.add_streams());
+  sequencer_calls++;
+  net::CallOptions call;
+  call.timeout = options.rpc_timeout;
+  std::shared_ptr<net::Channel> sequencer = ChannelTo(layout->primary_sequencer());
+  // The callbacks below use this frame's locals: it waits for them.
+  return WaitForValue<GrantedBatch>(*threads, [&](std::function<void(GrantedBatch)> done) {
+    net::CallTyped<seqpb::NextResponse>(
+        *sequencer, "seq.next", req, call, [&, done](Result<seqpb::NextResponse> grant) {
+          GrantedBatch out;
+          if (!grant.ok() || grant->count() != n) {
+            // The append thread starts over on the retrying path.
+            if (!grant.ok()) out.grant = grant.status();
+            done(std::move(out));
+            return;
+          }
+          out.grant = std::move(grant);
+          out.entries = BatchEntries(*out.grant, *layout, batch);
+          const Chain* chain = &layout->ChainFor(Address(out.entries.front().address()));
+          for (const auto& e : out.entries) {
+            if (&layout->ChainFor(Address(e.address())) != chain) {
+              done(std::move(out));  // several stripes: written per chain
+              return;
+            }
+          }
+          out.chain = chain;
+          std::string request = EncodeWriteBatchRequest(layout->epoch().value(), out.entries);
+          auto held = std::make_shared<GrantedBatch>(std::move(out));
+          std::make_shared<DownRun>(this, *chain, std::move(request), n,
+                                    [held, done](DownRun::Outcome outcome) {
+                                      held->clean = outcome.clean;
+                                      held->stopped = std::move(outcome.stopped);
+                                      done(std::move(*held));
+                                    })
+              ->Send(0);
+        });
+  });
 }
 
 Status RpcReplicaIo::Write(const std::string& unit, const proto::LogEntry& entry) {

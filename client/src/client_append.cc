@@ -146,28 +146,15 @@ void Client::Impl::BatchDone(int64_t cut) {
       batch_nanos_ewma == 0 ? took : batch_nanos_ewma + (took - batch_nanos_ewma) / 8;
 }
 
-void Client::Impl::RunBatch(std::vector<std::unique_ptr<PendingAppend>> batch, int64_t cut) {
-  const uint32_t n = static_cast<uint32_t>(batch.size());
-  // Tokens, refreshing the layout on epoch errors.
-  std::shared_ptr<const Layout> used;
-  auto grant = WithLayout<proto::seq::NextResponse>([&](const Layout&, int64_t deadline) {
-    used = CurrentLayout();
-    return SeqNext(*used, n, batch.front()->streams, deadline);
-  });
-  if (!grant.ok()) {
-    BatchDone(cut);
-    for (auto& p : batch) p->done(grant.status().WithContext("seq.next"));
-    return;
-  }
-  std::shared_ptr<const Layout> layout = std::move(used);
-  tokens += n;
-
+std::vector<proto::LogEntry> Client::Impl::BatchEntries(
+    const proto::seq::NextResponse& grant, const Layout& layout,
+    std::vector<std::unique_ptr<internal::PendingAppend>>& batch) {
   const int64_t wall = clock->WallNanos();
-  std::vector<proto::LogEntry> entries(n);
-  for (uint32_t i = 0; i < n; ++i) {
+  std::vector<proto::LogEntry> entries(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
     proto::LogEntry& e = entries[i];
-    e.set_address(grant->first_address() + i);
-    e.set_epoch(layout->epoch().value());
+    e.set_address(grant.first_address() + i);
+    e.set_epoch(layout.epoch().value());
     e.set_type(proto::DATA);
     for (const auto& s : batch[i]->streams) {
       auto* id = e.add_streams();
@@ -178,26 +165,59 @@ void Client::Impl::RunBatch(std::vector<std::unique_ptr<PendingAppend>> batch, i
     e.mutable_metadata()->set_principal(options.principal);
     e.mutable_metadata()->set_wall_time_nanos(wall);
   }
+  return entries;
+}
 
-  // One WriteChain per chain the grant touches (one per stripe).
-  std::map<const Chain*, std::vector<uint32_t>> by_chain;
-  for (uint32_t i = 0; i < n; ++i) {
-    by_chain[&layout->ChainFor(Address(entries[i].address()))].push_back(i);
+void Client::Impl::RunBatch(std::vector<std::unique_ptr<PendingAppend>> batch, int64_t cut) {
+  const uint32_t n = static_cast<uint32_t>(batch.size());
+  std::shared_ptr<const Layout> layout = CurrentLayout();
+  GrantedBatch first = GrantAndWriteHead(layout, batch);
+  std::vector<proto::LogEntry> entries;
+  if (first.grant.ok()) {
+    entries = std::move(first.entries);
+  } else {
+    // Tokens on the retrying path: the layout refreshed on epoch errors,
+    // transient errors retried with backoff.
+    std::shared_ptr<const Layout> used;
+    auto grant = WithLayout<proto::seq::NextResponse>([&](const Layout&, int64_t deadline) {
+      used = CurrentLayout();
+      return SeqNext(*used, n, batch.front()->streams, deadline);
+    });
+    if (!grant.ok()) {
+      BatchDone(cut);
+      for (auto& p : batch) p->done(grant.status().WithContext("seq.next"));
+      return;
+    }
+    layout = std::move(used);
+    entries = BatchEntries(*grant, *layout, batch);
   }
+  tokens += n;
+
   std::vector<Status> results(n);
   RpcReplicaIo io(this, *layout, DeadlineFromNow());
-  if (by_chain.size() == 1) {
-    // One chain (one stripe, or a batch within one): write the entries as
-    // they are, without regrouping (a copy of every entry).
-    results = internal::WriteChain(io, *by_chain.begin()->first, entries, &chain_counters);
-    by_chain.clear();
-  }
-  for (const auto& [chain, idxs] : by_chain) {
-    std::vector<proto::LogEntry> group;
-    group.reserve(idxs.size());
-    for (uint32_t i : idxs) group.push_back(entries[i]);
-    std::vector<Status> st = internal::WriteChain(io, *chain, group, &chain_counters);
-    for (size_t k = 0; k < idxs.size(); ++k) results[idxs[k]] = std::move(st[k]);
+  if (first.chain != nullptr) {
+    // Sent down the chain already: WriteChain goes on from its answer.
+    io.SetRunDown(first.clean, std::move(first.stopped));
+    results = internal::WriteChain(io, *first.chain, entries, &chain_counters);
+  } else {
+    // One WriteChain per chain the grant touches (one per stripe).
+    std::map<const Chain*, std::vector<uint32_t>> by_chain;
+    for (uint32_t i = 0; i < n; ++i) {
+      by_chain[&layout->ChainFor(Address(entries[i].address()))].push_back(i);
+    }
+    if (by_chain.size() == 1) {
+      // One chain (one stripe, or a batch within one): write the entries as
+      // they are, without regrouping (a copy of every entry).
+      results = internal::WriteChain(io, *by_chain.begin()->first, entries, &chain_counters);
+      by_chain.clear();
+    }
+    for (const auto& [chain, idxs] : by_chain) {
+      std::vector<proto::LogEntry> group;
+      group.reserve(idxs.size());
+      for (uint32_t i : idxs) group.push_back(entries[i]);
+      std::vector<Status> st = internal::WriteChain(io, *chain, group, &chain_counters);
+      for (size_t k = 0; k < idxs.size(); ++k) results[idxs[k]] = std::move(st[k]);
+    }
   }
 
   // Done before any caller hears back: a caller whose next append follows

@@ -86,6 +86,26 @@ struct Client::Impl {
   // A batch cut at `cut` is finished: it leaves batches_in_flight and its
   // time joins batch_nanos_ewma.
   void BatchDone(int64_t cut);
+  // The entries of `batch` at the addresses of `grant` in `layout`'s epoch
+  // (the payloads move into them).
+  std::vector<proto::LogEntry> BatchEntries(
+      const proto::seq::NextResponse& grant, const Layout& layout,
+      std::vector<std::unique_ptr<internal::PendingAppend>>& batch);
+  // The usual start of a batch in one wake of the append thread: one
+  // seq.next attempt for `batch`, and when it grants every token and they
+  // all map to one chain, that chain's write down from the head, sent from
+  // the network thread that received the grant (RpcReplicaIo::
+  // WriteBatchDown's run). Anything else comes back as it is, for the
+  // append thread to go on from.
+  struct GrantedBatch {
+    Result<proto::seq::NextResponse> grant = Internal("no answer");
+    std::vector<proto::LogEntry> entries;                         // when granted
+    const Chain* chain = nullptr;                                 // when the write went down it
+    size_t clean = 0;                                             // units that took every entry
+    Result<std::vector<Status>> stopped = Internal("no answer");  // the next unit's answer
+  };
+  GrantedBatch GrantAndWriteHead(const std::shared_ptr<const Layout>& layout,
+                                 std::vector<std::unique_ptr<internal::PendingAppend>>& batch);
   // After an epoch change failed `entry`'s write: finishes it at its own
   // address if the new layout's chain head holds it (returns the address);
   // nullopt when a new token is safe; an error when it is at the head but
@@ -142,6 +162,11 @@ class RpcReplicaIo final : public internal::ReplicaIo {
   size_t WriteBatchDown(const std::vector<std::string>& units,
                         const std::vector<proto::LogEntry>& entries,
                         Result<std::vector<Status>>* stopped) override;
+  // The answer of the next WriteBatchDown, already run (GrantAndWriteHead):
+  // that call returns it instead of sending anything.
+  void SetRunDown(size_t clean, Result<std::vector<Status>> stopped) {
+    run_down_.emplace(clean, std::move(stopped));
+  }
   Status Write(const std::string& unit, const proto::LogEntry& entry) override;
   Result<proto::LogEntry> Read(const std::string& unit, Address address) override;
   Status FillHole(const std::string& unit, Address address) override;
@@ -154,6 +179,7 @@ class RpcReplicaIo final : public internal::ReplicaIo {
   Client::Impl* impl_;
   const Layout& layout_;
   int64_t deadline_;
+  std::optional<std::pair<size_t, Result<std::vector<Status>>>> run_down_;
 };
 
 template <typename Resp, typename Req>

@@ -242,12 +242,19 @@ TEST_F(ClientTest, ConcurrentAppendsAreBatchedAndDistinct) {
   EXPECT_LT(s.sequencer_calls, s.appends) << "no batching happened";
 }
 
+// True on the threads a CountingThreads started (the client's append
+// threads).
+thread_local bool on_started_thread = false;
+
 // SystemThreads, counting the sleeps of the code behind it (the client
 // sleeps only to space batch cuts and to back off retries).
 class CountingThreads final : public Threads {
  public:
   std::unique_ptr<ThreadHandle> Start(std::string name, std::function<void()> fn) override {
-    return SystemThreads()->Start(std::move(name), std::move(fn));
+    return SystemThreads()->Start(std::move(name), [fn = std::move(fn)] {
+      on_started_thread = true;
+      fn();
+    });
   }
   void Wait(const std::function<void(Wake)>& start) override { SystemThreads()->Wait(start); }
   void SleepNanos(int64_t nanos) override {
@@ -255,6 +262,44 @@ class CountingThreads final : public Threads {
     SystemThreads()->SleepNanos(nanos);
   }
   std::atomic<int> sleeps{0};
+};
+
+// A transport that counts the log.write_batch calls to `head`, and those
+// of them issued on an append thread.
+class HeadWriteCounter final : public net::Transport {
+ public:
+  HeadWriteCounter(std::unique_ptr<net::Transport> inner, std::string head)
+      : inner_(std::move(inner)), head_(std::move(head)) {}
+  std::shared_ptr<net::Channel> Connect(const std::string& endpoint) override {
+    return std::make_shared<Counted>(inner_->Connect(endpoint), this);
+  }
+  Result<std::unique_ptr<net::Server>> Listen(const std::string& endpoint,
+                                              const net::ServiceRegistry* services) override {
+    return inner_->Listen(endpoint, services);
+  }
+  std::atomic<int> writes{0}, from_append_threads{0};
+
+ private:
+  class Counted final : public net::Channel {
+   public:
+    Counted(std::shared_ptr<net::Channel> inner, HeadWriteCounter* counter)
+        : inner_(std::move(inner)), counter_(counter) {}
+    void Call(std::string method, std::string payload, net::CallOptions options,
+              net::CallCallback done) override {
+      if (method == "log.write_batch" && inner_->endpoint() == counter_->head_) {
+        counter_->writes++;
+        if (on_started_thread) counter_->from_append_threads++;
+      }
+      inner_->Call(std::move(method), std::move(payload), options, std::move(done));
+    }
+    const std::string& endpoint() const override { return inner_->endpoint(); }
+
+   private:
+    std::shared_ptr<net::Channel> inner_;
+    HeadWriteCounter* counter_;
+  };
+  std::unique_ptr<net::Transport> inner_;
+  const std::string head_;
 };
 
 // `callers` threads of `per_caller` synchronous appends each, caller c to
@@ -317,6 +362,31 @@ TEST_F(ClientSpacingTest, ZeroSpacingCutsAsSoonAsAThreadIsFree) {
   auto client = Spaced(0);
   AppendFromThreads(*client, 8, 40);
   EXPECT_EQ(threads_.sleeps.load(), 0);
+}
+
+TEST_F(ClientSpacingTest, TheGrantSendsTheHeadsWriteFromTheNetworkThread) {
+  // The head's write of a batch on one chain goes out from the network
+  // thread that received the token grant: the append thread sleeps once
+  // per batch, not once for the grant and again for the chain.
+  proto::Layout layout = cluster_.MakeLayout(1, 3);
+  const std::string head = layout.segments(0).stripes(0).log_units(0);
+  HeadWriteCounter counter(cluster_.Transport("counted"), head);
+  ClientOptions o = cluster_.Options(&counter, layout);
+  o.threads = &threads_;
+  o.append_threads = 4;
+  auto client = MakeClient(o);
+  constexpr int kAppends = 30;
+  for (int i = 0; i < kAppends; ++i) {
+    auto a = client->Append("one-" + std::to_string(i), {kA});
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    auto e = cluster_.Unit(2).Read(*a);  // the tail: written down the whole chain
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    EXPECT_EQ(e->payload(), "one-" + std::to_string(i));
+  }
+  AppendFromThreads(*client, 8, 20);  // batches of many appends too
+  EXPECT_GE(counter.writes.load(), kAppends);
+  EXPECT_EQ(counter.from_append_threads.load(), 0);
+  EXPECT_EQ(client->stats().appends, kAppends + 8u * 20);
 }
 
 TEST_F(ClientTest, ReaderFillsAHoleAndTheStalledWriterLoses) {
