@@ -323,18 +323,20 @@ size_t RpcReplicaIo::WriteBatchDown(const std::vector<std::string>& units,
 }
 
 Client::Impl::GrantedBatch Client::Impl::GrantAndWriteHead(
-    const std::shared_ptr<const Layout>& layout,
-    std::vector<std::unique_ptr<internal::PendingAppend>>& batch) {
-  const uint32_t n = static_cast<uint32_t>(batch.size());
+    const std::shared_ptr<const Layout>& layout, const std::vector<StreamId>& streams,
+    std::vector<proto::LogEntry>& entries) {
+  const uint32_t n = static_cast<uint32_t>(entries.size());
   seqpb::NextRequest req;
   req.set_epoch(layout->epoch().value());
   req.set_count(n);
-  for (const auto& s : batch.front()->streams) SetStream(s, req.add_streams());
+  for (const auto& s : streams) SetStream(s, req.add_streams());
   sequencer_calls++;
   net::CallOptions call;
   call.timeout = options.rpc_timeout;
   std::shared_ptr<net::Channel> sequencer = ChannelTo(layout->primary_sequencer());
-  // The callbacks below use this frame's locals: it waits for them.
+  // The callbacks below use this frame's locals: it waits for them. The
+  // network thread only places the entries and encodes them; the append
+  // thread built them.
   return WaitForValue<GrantedBatch>(*threads, [&](std::function<void(GrantedBatch)> done) {
     net::CallTyped<seqpb::NextResponse>(
         *sequencer, "seq.next", req, call, [&, done](Result<seqpb::NextResponse> grant) {
@@ -346,16 +348,16 @@ Client::Impl::GrantedBatch Client::Impl::GrantAndWriteHead(
             return;
           }
           out.grant = std::move(grant);
-          out.entries = BatchEntries(*out.grant, *layout, batch);
-          const Chain* chain = &layout->ChainFor(Address(out.entries.front().address()));
-          for (const auto& e : out.entries) {
+          PlaceEntries(*out.grant, layout->epoch(), entries);
+          const Chain* chain = &layout->ChainFor(Address(entries.front().address()));
+          for (const auto& e : entries) {
             if (&layout->ChainFor(Address(e.address())) != chain) {
               done(std::move(out));  // several stripes: written per chain
               return;
             }
           }
           out.chain = chain;
-          std::string request = EncodeWriteBatchRequest(layout->epoch().value(), out.entries);
+          std::string request = EncodeWriteBatchRequest(layout->epoch().value(), entries);
           auto held = std::make_shared<GrantedBatch>(std::move(out));
           std::make_shared<DownRun>(this, *chain, std::move(request), n,
                                     [held, done](DownRun::Outcome outcome) {

@@ -147,14 +147,11 @@ void Client::Impl::BatchDone(int64_t cut) {
 }
 
 std::vector<proto::LogEntry> Client::Impl::BatchEntries(
-    const proto::seq::NextResponse& grant, const Layout& layout,
     std::vector<std::unique_ptr<internal::PendingAppend>>& batch) {
   const int64_t wall = clock->WallNanos();
   std::vector<proto::LogEntry> entries(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     proto::LogEntry& e = entries[i];
-    e.set_address(grant.first_address() + i);
-    e.set_epoch(layout.epoch().value());
     e.set_type(proto::DATA);
     for (const auto& s : batch[i]->streams) {
       auto* id = e.add_streams();
@@ -168,14 +165,20 @@ std::vector<proto::LogEntry> Client::Impl::BatchEntries(
   return entries;
 }
 
+void Client::Impl::PlaceEntries(const proto::seq::NextResponse& grant, Epoch epoch,
+                                std::vector<proto::LogEntry>& entries) {
+  for (size_t i = 0; i < entries.size(); ++i) {
+    entries[i].set_address(grant.first_address() + i);
+    entries[i].set_epoch(epoch.value());
+  }
+}
+
 void Client::Impl::RunBatch(std::vector<std::unique_ptr<PendingAppend>> batch, int64_t cut) {
   const uint32_t n = static_cast<uint32_t>(batch.size());
+  std::vector<proto::LogEntry> entries = BatchEntries(batch);
   std::shared_ptr<const Layout> layout = CurrentLayout();
-  GrantedBatch first = GrantAndWriteHead(layout, batch);
-  std::vector<proto::LogEntry> entries;
-  if (first.grant.ok()) {
-    entries = std::move(first.entries);
-  } else {
+  GrantedBatch first = GrantAndWriteHead(layout, batch.front()->streams, entries);
+  if (!first.grant.ok()) {
     // Tokens on the retrying path: the layout refreshed on epoch errors,
     // transient errors retried with backoff.
     std::shared_ptr<const Layout> used;
@@ -189,7 +192,7 @@ void Client::Impl::RunBatch(std::vector<std::unique_ptr<PendingAppend>> batch, i
       return;
     }
     layout = std::move(used);
-    entries = BatchEntries(*grant, *layout, batch);
+    PlaceEntries(*grant, layout->epoch(), entries);
   }
   tokens += n;
 

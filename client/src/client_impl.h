@@ -86,26 +86,27 @@ struct Client::Impl {
   // A batch cut at `cut` is finished: it leaves batches_in_flight and its
   // time joins batch_nanos_ewma.
   void BatchDone(int64_t cut);
-  // The entries of `batch` at the addresses of `grant` in `layout`'s epoch
-  // (the payloads move into them).
+  // The entries of `batch`, payloads moved in; their addresses and epoch
+  // are set by PlaceEntries once the batch has its tokens.
   std::vector<proto::LogEntry> BatchEntries(
-      const proto::seq::NextResponse& grant, const Layout& layout,
       std::vector<std::unique_ptr<internal::PendingAppend>>& batch);
+  static void PlaceEntries(const proto::seq::NextResponse& grant, Epoch epoch,
+                           std::vector<proto::LogEntry>& entries);
   // The usual start of a batch in one wake of the append thread: one
-  // seq.next attempt for `batch`, and when it grants every token and they
-  // all map to one chain, that chain's write down from the head, sent from
-  // the network thread that received the grant (RpcReplicaIo::
-  // WriteBatchDown's run). Anything else comes back as it is, for the
-  // append thread to go on from.
+  // seq.next attempt for `entries` (built, not yet placed), and when it
+  // grants every token and they all map to one chain, that chain's write
+  // down from the head, sent from the network thread that received the
+  // grant (RpcReplicaIo::WriteBatchDown's run). Anything else comes back as
+  // it is, for the append thread to go on from.
   struct GrantedBatch {
     Result<proto::seq::NextResponse> grant = Internal("no answer");
-    std::vector<proto::LogEntry> entries;                         // when granted
     const Chain* chain = nullptr;                                 // when the write went down it
     size_t clean = 0;                                             // units that took every entry
     Result<std::vector<Status>> stopped = Internal("no answer");  // the next unit's answer
   };
   GrantedBatch GrantAndWriteHead(const std::shared_ptr<const Layout>& layout,
-                                 std::vector<std::unique_ptr<internal::PendingAppend>>& batch);
+                                 const std::vector<StreamId>& streams,
+                                 std::vector<proto::LogEntry>& entries);
   // After an epoch change failed `entry`'s write: finishes it at its own
   // address if the new layout's chain head holds it (returns the address);
   // nullopt when a new token is safe; an error when it is at the head but
