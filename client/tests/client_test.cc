@@ -636,8 +636,10 @@ TEST_F(ClientTest, TrimWithAnUnreachableUnitNamesItAndCanBeRepeated) {
   });
   auto t = cluster_.Transport("trimmer");
   ClientOptions o = cluster_.Options(t.get(), cluster_.MakeLayout(1, 3));
-  o.rpc_timeout = 100ms;
-  o.retry_deadline = 300ms;
+  // Long enough for the units that answer to answer in time under TSan
+  // (at 100 ms lu0 timed out there once too).
+  o.rpc_timeout = 500ms;
+  o.retry_deadline = 1s;
   auto trimmer = MakeClient(o);
   auto r = trimmer->Trim(Address(4));
   ASSERT_FALSE(r.ok());
