@@ -159,13 +159,22 @@ bool Client::Impl::RefreshLayout(Epoch seen) {
 
 // --- Impl: sequencer ---
 
+namespace {
+
+seqpb::NextRequest NextRequest(Epoch epoch, uint32_t count, const std::vector<StreamId>& streams) {
+  seqpb::NextRequest req;
+  req.set_epoch(epoch.value());
+  req.set_count(count);
+  for (const auto& s : streams) SetStream(s, req.add_streams());
+  return req;
+}
+
+}  // namespace
+
 Result<seqpb::NextResponse> Client::Impl::SeqNext(const Layout& l, uint32_t count,
                                                   const std::vector<StreamId>& streams,
                                                   int64_t deadline) {
-  seqpb::NextRequest req;
-  req.set_epoch(l.epoch().value());
-  req.set_count(count);
-  for (const auto& s : streams) SetStream(s, req.add_streams());
+  const seqpb::NextRequest req = NextRequest(l.epoch(), count, streams);
   sequencer_calls++;
   auto r = Call<seqpb::NextResponse>(l.primary_sequencer(), "seq.next", req, deadline);
   if (r.ok() && r->count() != count) {
@@ -326,10 +335,7 @@ Client::Impl::GrantedBatch Client::Impl::GrantAndWriteHead(
     const std::shared_ptr<const Layout>& layout, const std::vector<StreamId>& streams,
     std::vector<proto::LogEntry>& entries) {
   const uint32_t n = static_cast<uint32_t>(entries.size());
-  seqpb::NextRequest req;
-  req.set_epoch(layout->epoch().value());
-  req.set_count(n);
-  for (const auto& s : streams) SetStream(s, req.add_streams());
+  const seqpb::NextRequest req = NextRequest(layout->epoch(), n, streams);
   sequencer_calls++;
   net::CallOptions call;
   call.timeout = options.rpc_timeout;
