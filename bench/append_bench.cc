@@ -121,16 +121,24 @@ class Cluster {
 class CpuMeter {
  public:
   explicit CpuMeter(const Cluster& c) : c_(c), self0_(CpuSeconds("self")), srv0_(c.ServerCpu()) {}
+  // Ends the measurement (else Add does), leaving out the work after it.
+  void Stop() {
+    self1_ = CpuSeconds("self");
+    srv1_ = c_.ServerCpu();
+    stopped_ = true;
+  }
   void Add(BenchResult& r, uint64_t ops) const {
     if (ops == 0) return;
     double n = static_cast<double>(ops);
-    r.extra["client_cpu_us_per_op"] = 1e6 * (CpuSeconds("self") - self0_) / n;
-    r.extra["servers_cpu_us_per_op"] = 1e6 * (c_.ServerCpu() - srv0_) / n;
+    r.extra["client_cpu_us_per_op"] = 1e6 * ((stopped_ ? self1_ : CpuSeconds("self")) - self0_) / n;
+    r.extra["servers_cpu_us_per_op"] = 1e6 * ((stopped_ ? srv1_ : c_.ServerCpu()) - srv0_) / n;
   }
 
  private:
   const Cluster& c_;
   double self0_, srv0_;
+  double self1_ = 0, srv1_ = 0;
+  bool stopped_ = false;
 };
 
 std::unique_ptr<client::Client> Connect(const Config& c, net::Transport& t, const Cluster& cl) {
@@ -203,12 +211,30 @@ BenchResult RunAppend(const Config& c, const std::string& name, client::Client& 
   return r;
 }
 
+// The shared state of one paced run. Each append's completion writes only
+// its own slot (no lock; read once `outstanding` is back to 0), and its
+// callback captures just the run and the append's index, so that issuing
+// costs the load generator as little CPU as possible: on this 2-core box it
+// shares the cores with the three servers.
+struct PacedRun {
+  BenchClock::time_point start;
+  std::chrono::duration<double> gap;  // between scheduled issue times
+  std::vector<float> latency_us;      // per append; < 0: failed
+  std::atomic<uint64_t> outstanding{0};
+
+  BenchClock::time_point Due(uint64_t i) const {
+    return start + std::chrono::duration_cast<BenchClock::duration>(gap * i);
+  }
+  void Done(uint64_t i, const Result<Address>& r) {
+    latency_us[i] = r.ok() ? static_cast<float>(MicrosSince(Due(i))) : -1.0f;
+    outstanding.fetch_sub(1);
+  }
+};
+
 // Open loop at `rate` appends/s: each append has a scheduled issue time and
 // its latency counts from then, so a stalled issuer shows up as latency.
 BenchResult RunPaced(const Config& c, const std::string& name, client::Client& cl,
                      const Cluster& cluster, double rate) {
-  std::atomic<uint64_t> acked{0}, failed{0}, outstanding{0};
-  LatencyRecorder lat;
   std::unique_ptr<DiskProbe> probe;
   if (c.disk_probe_ms > 0) {
     probe = std::make_unique<DiskProbe>(
@@ -216,68 +242,63 @@ BenchResult RunPaced(const Config& c, const std::string& name, client::Client& c
         std::chrono::microseconds(static_cast<int64_t>(c.disk_probe_ms * 1000)));
     if (!probe->ok()) probe.reset();
   }
-  // Each append's scheduled time (µs since the probe's start) and latency,
-  // to tell the appends that lived through a disk stall from the others.
-  std::mutex lives_mu;
-  std::vector<std::pair<double, double>> lives;
-  if (probe) lives.reserve(static_cast<size_t>(rate * c.seconds) + 1);
+  PacedRun run;
+  run.gap = std::chrono::duration<double>(1.0 / rate);
+  run.latency_us.assign(static_cast<size_t>(rate * c.seconds) + 1, 0);
   CpuMeter cpu(cluster);
   const auto stats0 = cl.stats();
-  const auto start = BenchClock::now();
-  const auto end = start + std::chrono::duration<double>(c.seconds);
-  const std::chrono::duration<double> gap(1.0 / rate);
+  run.start = BenchClock::now();
+  const auto end = run.start + std::chrono::duration<double>(c.seconds);
   uint64_t issued = 0;
   uint64_t max_outstanding = 0;
-  // Worst latency (µs) of the appends scheduled in each 10 ms of the run.
-  std::vector<std::atomic<uint32_t>> worst(static_cast<size_t>(c.seconds * 100) + 1);
   while (true) {
     auto now = BenchClock::now();
     if (now >= end) break;
-    // Issue everything due by now, each stamped with its scheduled time.
-    while (true) {
-      auto due = start + std::chrono::duration_cast<BenchClock::duration>(gap * issued);
+    // Issue everything due by now.
+    while (issued < run.latency_us.size()) {
+      auto due = run.Due(issued);
       if (due > now || due >= end) break;
-      outstanding.fetch_add(1);
-      cl.AppendAsync(kPayload, {}, [&, due](Result<Address> r) {
-        if (r.ok()) {
-          const double us = MicrosSince(due);
-          lat.Record(us);
-          auto& w =
-              worst[std::min(worst.size() - 1,
-                             static_cast<size_t>((due - start) / std::chrono::milliseconds(10)))];
-          uint32_t seen = w.load(std::memory_order_relaxed);
-          while (seen < us && !w.compare_exchange_weak(seen, static_cast<uint32_t>(us))) {
-          }
-          if (probe) {
-            const double at =
-                std::chrono::duration<double, std::micro>(due - probe->start()).count();
-            std::lock_guard l(lives_mu);
-            lives.emplace_back(at, us);
-          }
-          acked.fetch_add(1, std::memory_order_relaxed);
-        } else {
-          failed.fetch_add(1, std::memory_order_relaxed);
-        }
-        outstanding.fetch_sub(1);
-      });
+      run.outstanding.fetch_add(1);
+      cl.AppendAsync(kPayload, {},
+                     [r = &run, i = issued](Result<Address> res) { r->Done(i, res); });
       issued++;
     }
-    max_outstanding = std::max(max_outstanding, outstanding.load());
+    max_outstanding = std::max(max_outstanding, run.outstanding.load());
     std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
-  while (outstanding.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  double secs = std::chrono::duration<double>(BenchClock::now() - start).count();
-  BenchResult r = MakeResult(name, acked.load(), kPayload.size(), secs, lat);
-  cpu.Add(r, acked.load());
+  while (run.outstanding.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  cpu.Stop();
+  double secs = std::chrono::duration<double>(BenchClock::now() - run.start).count();
   const auto stats1 = cl.stats();
   if (probe) probe->Stop();
+
+  LatencyRecorder lat;
+  uint64_t acked = 0, failed = 0;
+  // Worst latency (µs) of the appends scheduled in each 10 ms of the run.
+  std::vector<double> worst(static_cast<size_t>(c.seconds * 100) + 1, 0);
+  for (uint64_t i = 0; i < issued; ++i) {
+    const double us = run.latency_us[i];
+    if (us < 0) {
+      failed++;
+      continue;
+    }
+    acked++;
+    lat.Record(us);
+    double& w =
+        worst[std::min(worst.size() - 1, static_cast<size_t>((run.Due(i) - run.start) /
+                                                             std::chrono::milliseconds(10)))];
+    w = std::max(w, us);
+  }
+  BenchResult r = MakeResult(name, acked, kPayload.size(), secs, lat);
+  cpu.Add(r, acked);
+
   // Microseconds from the probe's start to the row's.
   const double probe_lead =
-      probe ? std::chrono::duration<double, std::micro>(start - probe->start()).count() : 0;
+      probe ? std::chrono::duration<double, std::micro>(run.start - probe->start()).count() : 0;
   int slow_windows = 0, slow_windows_in_stalls = 0;
   size_t next_stall = 0;
   for (size_t i = 0; i < worst.size(); ++i) {
-    const uint32_t us = worst[i].load();
+    const double us = worst[i];
     const double from = probe_lead + static_cast<double>(i) * 10'000;
     if (c.timeline && probe) {
       for (; next_stall < probe->stalls().size() && probe->stalls()[next_stall].start_us < from;
@@ -305,7 +326,10 @@ BenchResult RunPaced(const Config& c, const std::string& name, client::Client& c
     // (an upper bound: the backlog a stall leaves behind still counts).
     LatencyRecorder clear;
     uint64_t in_stalls = 0;
-    for (const auto& [at, us] : lives) {
+    for (uint64_t i = 0; i < issued; ++i) {
+      const double us = run.latency_us[i];
+      if (us < 0) continue;
+      const double at = probe_lead + MicrosBetween(run.start, run.Due(i));
       if (probe->OverlapsStall(at, at + us)) {
         in_stalls++;
       } else {
@@ -317,7 +341,7 @@ BenchResult RunPaced(const Config& c, const std::string& name, client::Client& c
     r.extra["p99_us_outside_disk_stalls"] = clear.Quantile(0.99);
   }
   r.extra["target_rate"] = rate;
-  r.extra["errors"] = static_cast<double>(failed.load());
+  r.extra["errors"] = static_cast<double>(failed);
   r.extra["max_in_flight"] = static_cast<double>(max_outstanding);
   if (stats1.sequencer_calls > stats0.sequencer_calls) {
     r.extra["appends_per_seq_call"] =

@@ -17,9 +17,11 @@ namespace tally::bench {
 
 using BenchClock = std::chrono::steady_clock;
 
-inline double MicrosSince(BenchClock::time_point t) {
-  return std::chrono::duration<double, std::micro>(BenchClock::now() - t).count();
+inline double MicrosBetween(BenchClock::time_point from, BenchClock::time_point to) {
+  return std::chrono::duration<double, std::micro>(to - from).count();
 }
+
+inline double MicrosSince(BenchClock::time_point t) { return MicrosBetween(t, BenchClock::now()); }
 
 // Collects per-operation latencies (microseconds) from many threads.
 class LatencyRecorder {
