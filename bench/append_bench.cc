@@ -459,6 +459,10 @@ int main(int argc, char** argv) {
   app.add_flag("--timeline", c.timeline,
                "paced rows: print to stderr each 10 ms whose worst append took over 5 ms");
   CLI11_PARSE(app, argc, argv);
+  if (std::string busy = ClaimScratchDir(c.dir); !busy.empty()) {
+    std::fprintf(stderr, "append_bench: %s\n", busy.c_str());
+    return 1;
+  }
   if (c.window < 1 || c.issuers < 1 || c.max_batch < 1 || c.append_threads < 1 ||
       c.read_threads < 1 || c.read_chunk < 1 || c.seconds <= 0) {
     std::fprintf(stderr, "append_bench: counts must be >= 1 and --seconds > 0\n");

@@ -1,6 +1,13 @@
 #include "bench_util.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 
 namespace tally::bench {
 
@@ -38,6 +45,32 @@ void PrintResults(const std::vector<BenchResult>& results, bool json) {
     for (const auto& [k, v] : r.extra) std::printf(" %s=%.4g", k.c_str(), v);
     std::printf("\n");
   }
+}
+
+std::string ClaimScratchDir(const std::string& dir) {
+  const std::string path = dir + ".lock";
+  std::error_code ec;
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  // Deliberately never closed: the lock lasts as long as the process.
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return "cannot create " + path + ": " + std::strerror(errno);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char owner[32] = {0};
+    const ssize_t n = ::pread(fd, owner, sizeof(owner) - 1, 0);
+    ::close(fd);
+    if (err != EWOULDBLOCK) return "cannot lock " + path + ": " + std::strerror(err);
+    return dir + " is in use by another benchmark (pid " +
+           (n > 0 ? std::string(owner, static_cast<size_t>(n)) : std::string("unknown")) +
+           "); wait for it to finish or pass a different --dir";
+  }
+  const std::string pid = std::to_string(::getpid());
+  if (::ftruncate(fd, 0) != 0 ||
+      ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    // The lock holds either way; only the owner's name in messages is lost.
+  }
+  return "";
 }
 
 }  // namespace tally::bench

@@ -73,4 +73,12 @@ BenchResult MakeResult(std::string name, uint64_t ops, uint64_t bytes_per_op, do
 // Prints results as the JSON array above (json) or as an aligned table.
 void PrintResults(const std::vector<BenchResult>& results, bool json);
 
+// Claims the scratch directory `dir` for this process: an exclusive flock
+// on `<dir>.lock` (created, with dir's parents, if missing; it holds the
+// owner's pid), held until the process exits. Two benchmarks sharing a
+// scratch directory wipe each other's clusters and data. Returns an empty
+// string, or why the claim failed: another live process holds it (named by
+// pid), or the lock file cannot be made.
+std::string ClaimScratchDir(const std::string& dir);
+
 }  // namespace tally::bench

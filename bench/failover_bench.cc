@@ -240,6 +240,10 @@ int main(int argc, char** argv) {
   app.add_option("--transfer-mb", transfer_mb, "MiB in the log before the state transfer")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (std::string busy = ClaimScratchDir(dir); !busy.empty()) {
+    std::fprintf(stderr, "failover_bench: %s\n", busy.c_str());
+    return 1;
+  }
 
   LatencyRecorder before;
   std::vector<BenchResult> results;

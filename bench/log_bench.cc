@@ -255,6 +255,10 @@ int main(int argc, char** argv) {
   app.add_option("--depth", c.depth, "batches in flight per thread")->capture_default_str();
   app.add_option("--only", only, "run only the benchmark with this name");
   CLI11_PARSE(app, argc, argv);
+  if (std::string busy = ClaimScratchDir(c.dir); !busy.empty()) {
+    std::fprintf(stderr, "log_bench: %s\n", busy.c_str());
+    return 1;
+  }
   if (c.depth < 1 || c.depth > 64 || c.threads < 1 || c.batch < 1) {
     std::fprintf(stderr, "log_bench: --depth must be 1..64, --threads and --batch >= 1\n");
     return 2;
