@@ -8,8 +8,10 @@
 #include <signal.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <future>
+#include <iterator>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -353,6 +355,53 @@ TEST_F(LocalClusterTest, StartOnADataDirInUseFailsNamingTheHolder) {
   EXPECT_NE(server.out.find("in use by another tally-server process (pid " + pid),
             std::string::npos)
       << server.out;
+}
+
+// `local up --write-engine --zero-ahead-mb` reach every tally-server, are
+// kept in cluster.json, and come back with a node that `local start`
+// restarts; a write engine tally-server does not know is refused before
+// anything starts.
+TEST_F(LocalClusterTest, ServerFlagsReachEveryNodeAndSurviveARestart) {
+  auto bad = RunCommand(Local("up", "--nodes 2 --write-engine aio") + " 2>&1");
+  EXPECT_NE(bad.exit_code, 0) << bad.out;
+  EXPECT_NE(bad.out.find("unknown write engine 'aio'; choose sync"), std::string::npos) << bad.out;
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/cluster.json"));
+
+  ASSERT_NO_FATAL_FAILURE(Up(2, "--write-engine io_uring --zero-ahead-mb 0"));
+  auto has_flags = [](int64_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return cmd.find(std::string("--write-engine") + '\0' + "io_uring" + '\0') !=
+               std::string::npos &&
+           cmd.find(std::string("--zero-ahead-mb") + '\0' + "0" + '\0') != std::string::npos;
+  };
+  std::vector<int64_t> pids = RecordedPids();
+  ASSERT_EQ(pids.size(), 2u);
+  for (int64_t pid : pids) EXPECT_TRUE(has_flags(pid)) << "node pid " << pid;
+  for (int i = 0; i < 10; ++i) {
+    auto a = Ctl(1, "append ring-" + std::to_string(i));
+    ASSERT_EQ(a.exit_code, 0) << a.out;
+  }
+  // The engine took effect, not only the flag: io_uring's workers ran the syncs.
+  int workers = 0;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pids[0]) + "/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name.rfind("iou-wrk", 0) == 0) ++workers;
+  }
+  EXPECT_GT(workers, 0) << "--write-engine io_uring did not reach node 1";
+
+  ASSERT_EQ(RunCommand(Local("kill", "2")).exit_code, 0);
+  auto started = RunCommand(Local("start", "2") + " 2>&1");
+  ASSERT_EQ(started.exit_code, 0) << started.out;
+  pids = RecordedPids();
+  ASSERT_EQ(pids.size(), 2u);
+  EXPECT_TRUE(has_flags(pids[1])) << "local start dropped the flags";
+  auto read = Ctl(2, "read 9");
+  EXPECT_EQ(read.exit_code, 0) << read.out;
+  EXPECT_EQ(read.out, "ring-9\n");
 }
 
 TEST_F(LocalClusterTest, CommandsOnAMissingClusterSayHowToCreateOne) {

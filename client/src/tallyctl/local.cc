@@ -14,6 +14,7 @@
 #include "ctl.h"
 #include "json.h"
 #include "local_cluster.h"
+#include "tally/base/posix_env.h"
 #include "tally/net/tcp_transport.h"
 #include "tally/net/typed.h"
 #include "tally/proto/logunit.pb.h"
@@ -224,20 +225,17 @@ void KillAll(const LocalCluster& c) {
   for (const auto& n : c.nodes) WaitNodeGone(n, kKillWait);
 }
 
-// A fresh cluster of `flags` nodes in `dir`, retried when a picked port was
-// taken before its node could bind it.
-Result<LocalCluster> CreateCluster(net::Transport& transport, const std::string& dir,
+// A fresh cluster of `nodes` nodes in `settings.dir`, its servers run as
+// `settings` says (server_bin and the tally-server flags), retried when a
+// picked port was taken before its node could bind it.
+Result<LocalCluster> CreateCluster(net::Transport& transport, const LocalCluster& settings,
                                    uint32_t nodes, uint32_t stripes, uint32_t chain,
-                                   uint32_t segment_mb, bool no_heal, int64_t exit_with,
-                                   const std::string& server_bin, milliseconds wait) {
+                                   milliseconds wait) {
+  const std::string& dir = settings.dir;
   Status last;
   for (int attempt = 1; attempt <= kUpAttempts; ++attempt) {
-    LocalCluster c;
-    c.dir = dir;
-    c.server_bin = server_bin;
-    c.segment_mb = segment_mb;
-    c.no_heal = no_heal;
-    c.exit_with = exit_with;
+    LocalCluster c = settings;
+    c.nodes.clear();
     c.layout_file = dir + "/layout.json";
     std::vector<std::string> endpoints;
     for (uint32_t i = 1; i <= nodes; ++i) {
@@ -316,6 +314,17 @@ LocalCommand::LocalCommand(CLI::App& app) {
                   "those started again by `local start`: for test harnesses and scripts whose "
                   "cluster must not outlive them, even when they crash")
       ->check(CLI::PositiveNumber);
+  up_->add_option("--write-engine", flags_.write_engine,
+                  "how every log unit writes and syncs its segments: sync or io_uring "
+                  "(tally-server --write-engine; default: tally-server's)")
+      ->check([](const std::string& name) {
+        auto engine = ParseWriteEngine(name);
+        return engine.ok() ? std::string() : engine.status().message();
+      });
+  up_->add_option("--zero-ahead-mb", flags_.zero_ahead_mb,
+                  "MiB of zeros every log unit keeps written past its open segment's end; 0 "
+                  "turns zero-ahead off (tally-server --zero-ahead-mb; default: tally-server's)")
+      ->check(CLI::Range(0, 4096));
   up_->add_option("--server-bin", flags_.server_bin,
                   "the tally-server binary (default: next to tallyctl)");
   status_ = local_->add_subcommand("status", "show each node: endpoint, pid, roles, up/down");
@@ -381,9 +390,15 @@ int LocalCommand::Run(bool json) {
       std::error_code ec;
       std::filesystem::create_directories(dir, ec);
       if (ec) return LocalFail(json, IoError("cannot create " + dir + ": " + ec.message()));
-      auto created =
-          CreateCluster(transport, std::filesystem::absolute(dir).string(), flags_.nodes, stripes,
-                        chain, flags_.segment_mb, flags_.no_heal, flags_.exit_with, bin, wait);
+      LocalCluster settings;
+      settings.dir = std::filesystem::absolute(dir).string();
+      settings.server_bin = bin;
+      settings.segment_mb = flags_.segment_mb;
+      settings.no_heal = flags_.no_heal;
+      settings.exit_with = flags_.exit_with;
+      settings.write_engine = flags_.write_engine;
+      settings.zero_ahead_mb = flags_.zero_ahead_mb;
+      auto created = CreateCluster(transport, settings, flags_.nodes, stripes, chain, wait);
       if (!created.ok()) return LocalFail(json, created.status());
       existing = std::move(created);
     }

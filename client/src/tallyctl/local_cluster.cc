@@ -104,6 +104,8 @@ Result<LocalCluster> ReadCluster(const std::string& dir) {
   c.segment_mb = root.segment_mb();
   c.no_heal = root.no_heal();
   c.exit_with = root.exit_with();
+  c.write_engine = root.write_engine();
+  if (root.has_zero_ahead_mb()) c.zero_ahead_mb = static_cast<int64_t>(root.zero_ahead_mb());
   if (root.nodes().empty()) {
     return Malformed(path + " lists no nodes; remove the directory and run `local up` again");
   }
@@ -131,6 +133,8 @@ Status WriteCluster(const LocalCluster& c) {
   root.set_segment_mb(c.segment_mb);
   root.set_no_heal(c.no_heal);
   root.set_exit_with(c.exit_with);
+  root.set_write_engine(c.write_engine);
+  if (c.zero_ahead_mb >= 0) root.set_zero_ahead_mb(static_cast<uint64_t>(c.zero_ahead_mb));
   for (const auto& n : c.nodes) {
     auto* node = root.add_nodes();
     node->set_id(n.id);
@@ -228,6 +232,14 @@ Result<pid_t> SpawnNode(const LocalCluster& cluster, const LocalNode& node,
     argv.push_back(std::to_string(cluster.segment_mb));
   }
   if (cluster.no_heal) argv.push_back("--no-heal");
+  if (!cluster.write_engine.empty()) {
+    argv.push_back("--write-engine");
+    argv.push_back(cluster.write_engine);
+  }
+  if (cluster.zero_ahead_mb >= 0) {
+    argv.push_back("--zero-ahead-mb");
+    argv.push_back(std::to_string(cluster.zero_ahead_mb));
+  }
   if (cluster.exit_with != 0) {
     argv.push_back("--exit-with");
     argv.push_back(std::to_string(cluster.exit_with));

@@ -37,12 +37,14 @@ struct LocalNode {
 
 struct LocalCluster {
   std::string dir;
-  std::string server_bin;   // the tally-server the nodes run
-  std::string layout_file;  // DIR/layout.json
-  uint64_t epoch = 0;       // of the layout
-  uint64_t segment_mb = 0;  // tally-server --segment-mb (0: the server's default)
-  bool no_heal = false;     // tally-server --no-heal
-  int64_t exit_with = 0;    // tally-server --exit-with (0: none)
+  std::string server_bin;      // the tally-server the nodes run
+  std::string layout_file;     // DIR/layout.json
+  uint64_t epoch = 0;          // of the layout
+  uint64_t segment_mb = 0;     // tally-server --segment-mb (0: the server's default)
+  bool no_heal = false;        // tally-server --no-heal
+  int64_t exit_with = 0;       // tally-server --exit-with (0: none)
+  std::string write_engine;    // tally-server --write-engine ("": the server's default)
+  int64_t zero_ahead_mb = -1;  // tally-server --zero-ahead-mb (-1: the server's default)
   std::vector<LocalNode> nodes;
 
   // The node with `id`, or nullptr.
