@@ -75,7 +75,8 @@ void PrintResults(const std::vector<BenchResult>& results, bool json);
 
 // Claims the scratch directory `dir` for this process: an exclusive flock
 // on `<dir>.lock` (created, with dir's parents, if missing; it holds the
-// owner's pid), held until the process exits. Two benchmarks sharing a
+// owner's pid), held until the process exits, which removes the file
+// (after a crash it stays, unlocked, and the next claim takes it). Two benchmarks sharing a
 // scratch directory wipe each other's clusters and data. Returns an empty
 // string, or why the claim failed: another live process holds it (named by
 // pid), or the lock file cannot be made.

@@ -234,7 +234,7 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup, "seconds of load before the kill")->capture_default_str();
   app.add_option("--give-up", give_up, "seconds after the kill to wait for an append")
       ->capture_default_str();
-  app.add_option("--dir", dir, "cluster directory (emptied)")->capture_default_str();
+  app.add_option("--dir", dir, "cluster directory (emptied first, removed at the end)")->capture_default_str();
   app.add_option("--only", only, "run one case: log_unit, sequencer or state_transfer");
   int transfer_mb = 256;
   app.add_option("--transfer-mb", transfer_mb, "MiB in the log before the state transfer")
@@ -272,6 +272,10 @@ int main(int argc, char** argv) {
   base.p99_us = before.Quantile(0.99);
   base.extra["appends"] = static_cast<double>(before.total());
   results.push_back(base);
+  // Every trial's cluster is down by now; the data (state_transfer leaves
+  // three copies of --transfer-mb) goes too. A failed run keeps it, with
+  // the nodes' logs, to look at.
+  std::filesystem::remove_all(dir);
   PrintResults(results, json);
   return 0;
 }

@@ -51,6 +51,19 @@ TEST_F(ScratchDirTest, TheClaimEndsWithItsProcess) {
   EXPECT_EQ(ClaimScratchDir(dir), "") << "the exited child's claim outlived it";
 }
 
+TEST_F(ScratchDirTest, ANormalExitRemovesTheLockFile) {
+  const std::string dir = TestDir("exit");
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0)
+    std::exit(ClaimScratchDir(dir).empty() && std::filesystem::exists(dir + ".lock") ? 0 : 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0) << "the child could not claim " << dir;
+  EXPECT_FALSE(std::filesystem::exists(dir + ".lock"));
+}
+
 TEST_F(ScratchDirTest, AnUncreatableLockFileIsReported) {
   const std::string busy = ClaimScratchDir("/proc/no-such-dir/scratch");
   EXPECT_NE(busy.find("cannot create /proc/no-such-dir/scratch.lock"), std::string::npos) << busy;
