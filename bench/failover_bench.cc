@@ -234,7 +234,8 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup, "seconds of load before the kill")->capture_default_str();
   app.add_option("--give-up", give_up, "seconds after the kill to wait for an append")
       ->capture_default_str();
-  app.add_option("--dir", dir, "cluster directory (emptied first, removed at the end)")->capture_default_str();
+  app.add_option("--dir", dir, "cluster directory (emptied first, removed at the end)")
+      ->capture_default_str();
   app.add_option("--only", only, "run one case: log_unit, sequencer or state_transfer");
   int transfer_mb = 256;
   app.add_option("--transfer-mb", transfer_mb, "MiB in the log before the state transfer")
