@@ -42,7 +42,6 @@
 #include <functional>
 #include <future>
 #include <memory>
-#include <mutex>
 #include <semaphore>
 #include <sstream>
 #include <thread>
