@@ -90,8 +90,8 @@ std::string ClaimScratchDir(const std::string& dir) {
     }
     // Locked; but if the owner before us removed the file between our open
     // and our lock, the lock is on a file nobody else will find: start over.
-    struct stat held {
-    }, named{};
+    struct stat held = {};
+    struct stat named = {};
     if (::fstat(fd, &held) != 0 || ::stat(path.c_str(), &named) != 0 ||
         held.st_ino != named.st_ino || held.st_dev != named.st_dev) {
       ::close(fd);

@@ -302,30 +302,30 @@ LocalCommand::LocalCommand(CLI::App& app) {
       ->check(CLI::Range(1, 64));
   up_->add_option("--wait-s", flags_.wait_s, "seconds to wait for the cluster to serve")
       ->capture_default_str();
-  up_->add_option("--segment-mb", flags_.segment_mb,
+  up_->add_option("--segment-mb", flags_.server.segment_mb,
                   "segment file size of every log unit in MiB (default: tally-server's); "
                   "small segments let a trim free space sooner")
       ->check(CLI::Range(1, 4096));
-  up_->add_flag("--no-heal", flags_.no_heal,
+  up_->add_flag("--no-heal", flags_.server.no_heal,
                 "start the nodes with --no-heal: a removed node that returns stays out until "
                 "`tallyctl node add` (by default the failure detectors bring it back)");
-  up_->add_option("--exit-with", flags_.exit_with,
+  up_->add_option("--exit-with", flags_.server.exit_with,
                   "the nodes stop (as on SIGTERM) when the process with this pid exits, also "
                   "those started again by `local start`: for test harnesses and scripts whose "
                   "cluster must not outlive them, even when they crash")
       ->check(CLI::PositiveNumber);
-  up_->add_option("--write-engine", flags_.write_engine,
+  up_->add_option("--write-engine", flags_.server.write_engine,
                   "how every log unit writes and syncs its segments: sync or io_uring "
                   "(tally-server --write-engine; default: tally-server's)")
       ->check([](const std::string& name) {
         auto engine = ParseWriteEngine(name);
         return engine.ok() ? std::string() : engine.status().message();
       });
-  up_->add_option("--zero-ahead-mb", flags_.zero_ahead_mb,
+  up_->add_option("--zero-ahead-mb", flags_.server.zero_ahead_mb,
                   "MiB of zeros every log unit keeps written past its open segment's end; 0 "
                   "turns zero-ahead off (tally-server --zero-ahead-mb; default: tally-server's)")
       ->check(CLI::Range(0, 4096));
-  up_->add_option("--server-bin", flags_.server_bin,
+  up_->add_option("--server-bin", flags_.server.server_bin,
                   "the tally-server binary (default: next to tallyctl)");
   status_ = local_->add_subcommand("status", "show each node: endpoint, pid, roles, up/down");
   dir(status_);
@@ -381,7 +381,9 @@ int LocalCommand::Run(bool json) {
             json, InvalidArgument("--chain " + std::to_string(chain) + " exceeds --nodes " +
                                   std::to_string(flags_.nodes) + "; a chain holds each node once"));
       }
-      std::string bin = flags_.server_bin.empty() ? DefaultServerBinary() : flags_.server_bin;
+      LocalCluster settings = flags_.server;
+      if (settings.server_bin.empty()) settings.server_bin = DefaultServerBinary();
+      const std::string& bin = settings.server_bin;
       if (access(bin.c_str(), X_OK) != 0) {
         return LocalFail(json, NotFound("tally-server binary " + bin +
                                         " is missing or not executable; build it or pass "
@@ -390,14 +392,7 @@ int LocalCommand::Run(bool json) {
       std::error_code ec;
       std::filesystem::create_directories(dir, ec);
       if (ec) return LocalFail(json, IoError("cannot create " + dir + ": " + ec.message()));
-      LocalCluster settings;
       settings.dir = std::filesystem::absolute(dir).string();
-      settings.server_bin = bin;
-      settings.segment_mb = flags_.segment_mb;
-      settings.no_heal = flags_.no_heal;
-      settings.exit_with = flags_.exit_with;
-      settings.write_engine = flags_.write_engine;
-      settings.zero_ahead_mb = flags_.zero_ahead_mb;
       auto created = CreateCluster(transport, settings, flags_.nodes, stripes, chain, wait);
       if (!created.ok()) return LocalFail(json, created.status());
       existing = std::move(created);

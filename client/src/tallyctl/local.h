@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "local_cluster.h"
+
 namespace CLI {
 class App;
 }
@@ -34,12 +36,9 @@ class LocalCommand {
     uint32_t chain = 0;    // 0: min(3, nodes)
     uint64_t node = 0;
     uint32_t wait_s = 30;
-    uint32_t segment_mb = 0;     // 0: tally-server's default
-    bool no_heal = false;        // tally-server --no-heal
-    int64_t exit_with = 0;       // tally-server --exit-with
-    std::string write_engine;    // tally-server --write-engine ("": its default)
-    int64_t zero_ahead_mb = -1;  // tally-server --zero-ahead-mb (-1: its default)
-    std::string server_bin;
+    // `up` of a new cluster: server_bin and the tally-server flags
+    // (segment_mb, no_heal, exit_with, write_engine, zero_ahead_mb).
+    LocalCluster server;
   };
   CLI::App* local_ = nullptr;
   CLI::App* up_ = nullptr;
