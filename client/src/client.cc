@@ -259,10 +259,7 @@ namespace {
 // thread sleeps once for the whole chain instead of once per unit.
 class DownRun : public std::enable_shared_from_this<DownRun> {
  public:
-  struct Outcome {
-    size_t clean = 0;
-    Result<std::vector<Status>> stopped = Internal("no answer");
-  };
+  using Outcome = internal::DownOutcome;
   DownRun(Client::Impl* impl, const std::vector<std::string>& units, std::string request,
           size_t entries, std::function<void(Outcome)> done)
       : impl_(impl),
@@ -314,19 +311,20 @@ class DownRun : public std::enable_shared_from_this<DownRun> {
 size_t RpcReplicaIo::WriteBatchDown(const std::vector<std::string>& units,
                                     const std::vector<proto::LogEntry>& entries,
                                     Result<std::vector<Status>>* stopped) {
+  internal::DownOutcome outcome;
   if (run_down_.has_value()) {
-    auto [clean, answer] = std::move(*run_down_);
+    outcome = std::move(*run_down_);
     run_down_.reset();
-    if (clean < units.size()) *stopped = std::move(answer);
-    return clean;
+  } else {
+    // Encoded once for every unit: the request is the same down the chain.
+    std::string request = EncodeWriteBatchRequest(layout_.epoch().value(), entries);
+    outcome = WaitForValue<internal::DownOutcome>(
+        *impl_->threads, [&](std::function<void(internal::DownOutcome)> done) {
+          std::make_shared<DownRun>(impl_, units, std::move(request), entries.size(),
+                                    std::move(done))
+              ->Send(0);
+        });
   }
-  // Encoded once for every unit: the request is the same down the chain.
-  std::string request = EncodeWriteBatchRequest(layout_.epoch().value(), entries);
-  auto outcome = WaitForValue<DownRun::Outcome>(
-      *impl_->threads, [&](std::function<void(DownRun::Outcome)> done) {
-        std::make_shared<DownRun>(impl_, units, std::move(request), entries.size(), std::move(done))
-            ->Send(0);
-      });
   if (outcome.clean < units.size()) *stopped = std::move(outcome.stopped);
   return outcome.clean;
 }
@@ -366,9 +364,8 @@ Client::Impl::GrantedBatch Client::Impl::GrantAndWriteHead(
           std::string request = EncodeWriteBatchRequest(layout->epoch().value(), entries);
           auto held = std::make_shared<GrantedBatch>(std::move(out));
           std::make_shared<DownRun>(this, *chain, std::move(request), n,
-                                    [held, done](DownRun::Outcome outcome) {
-                                      held->clean = outcome.clean;
-                                      held->stopped = std::move(outcome.stopped);
+                                    [held, done](internal::DownOutcome outcome) {
+                                      held->down = std::move(outcome);
                                       done(std::move(*held));
                                     })
               ->Send(0);

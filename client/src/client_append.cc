@@ -200,7 +200,7 @@ void Client::Impl::RunBatch(std::vector<std::unique_ptr<PendingAppend>> batch, i
   RpcReplicaIo io(this, *layout, DeadlineFromNow());
   if (first.chain != nullptr) {
     // Sent down the chain already: WriteChain goes on from its answer.
-    io.SetRunDown(first.clean, std::move(first.stopped));
+    io.SetRunDown(std::move(first.down));
     results = internal::WriteChain(io, *first.chain, entries, &chain_counters);
   } else {
     // One WriteChain per chain the grant touches (one per stripe).

@@ -35,6 +35,13 @@ struct PendingAppend {
   int64_t deadline_nanos = 0;
 };
 
+// How a write down a chain went (RpcReplicaIo::WriteBatchDown): the units,
+// from the head, that took every entry, and the answer of the next one.
+struct DownOutcome {
+  size_t clean = 0;
+  Result<std::vector<Status>> stopped = Internal("no answer");
+};
+
 }  // namespace internal
 
 struct Client::Impl {
@@ -100,9 +107,8 @@ struct Client::Impl {
   // it is, for the append thread to go on from.
   struct GrantedBatch {
     Result<proto::seq::NextResponse> grant = Internal("no answer");
-    const Chain* chain = nullptr;                                 // when the write went down it
-    size_t clean = 0;                                             // units that took every entry
-    Result<std::vector<Status>> stopped = Internal("no answer");  // the next unit's answer
+    const Chain* chain = nullptr;  // when the write went down it
+    internal::DownOutcome down;    // how it went
   };
   GrantedBatch GrantAndWriteHead(const std::shared_ptr<const Layout>& layout,
                                  const std::vector<StreamId>& streams,
@@ -165,9 +171,7 @@ class RpcReplicaIo final : public internal::ReplicaIo {
                         Result<std::vector<Status>>* stopped) override;
   // The answer of the next WriteBatchDown, already run (GrantAndWriteHead):
   // that call returns it instead of sending anything.
-  void SetRunDown(size_t clean, Result<std::vector<Status>> stopped) {
-    run_down_.emplace(clean, std::move(stopped));
-  }
+  void SetRunDown(internal::DownOutcome outcome) { run_down_ = std::move(outcome); }
   Status Write(const std::string& unit, const proto::LogEntry& entry) override;
   Result<proto::LogEntry> Read(const std::string& unit, Address address) override;
   Status FillHole(const std::string& unit, Address address) override;
@@ -180,7 +184,7 @@ class RpcReplicaIo final : public internal::ReplicaIo {
   Client::Impl* impl_;
   const Layout& layout_;
   int64_t deadline_;
-  std::optional<std::pair<size_t, Result<std::vector<Status>>>> run_down_;
+  std::optional<internal::DownOutcome> run_down_;
 };
 
 template <typename Resp, typename Req>
