@@ -383,15 +383,7 @@ TEST_F(LocalClusterTest, ServerFlagsReachEveryNodeAndSurviveARestart) {
     ASSERT_EQ(a.exit_code, 0) << a.out;
   }
   // The engine took effect, not only the flag: io_uring's workers ran the syncs.
-  int workers = 0;
-  for (const auto& task :
-       std::filesystem::directory_iterator("/proc/" + std::to_string(pids[0]) + "/task")) {
-    std::ifstream comm(task.path() / "comm");
-    std::string name;
-    std::getline(comm, name);
-    if (name.rfind("iou-wrk", 0) == 0) ++workers;
-  }
-  EXPECT_GT(workers, 0) << "--write-engine io_uring did not reach node 1";
+  EXPECT_GT(IoUringWorkers(pids[0]), 0) << "--write-engine io_uring did not reach node 1";
 
   ASSERT_EQ(RunCommand(Local("kill", "2")).exit_code, 0);
   auto started = RunCommand(Local("start", "2") + " 2>&1");

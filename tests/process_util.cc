@@ -85,4 +85,16 @@ TempDir::~TempDir() {
   if (!path_.empty()) std::filesystem::remove_all(path_);
 }
 
+int IoUringWorkers(int64_t pid) {
+  int n = 0;
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name.rfind("iou-wrk", 0) == 0) ++n;
+  }
+  return n;
+}
+
 }  // namespace tally::testing

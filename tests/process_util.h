@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,12 @@ struct CommandResult {
 
 // Runs a shell command line and captures stdout.
 CommandResult RunCommand(const std::string& command);
+
+// Threads of `pid` that are io_uring workers (io-wq: "iou-wrk-N"). The ring
+// hands every fdatasync to one, so a tally-server writing through io_uring
+// has at least one for a few seconds after its last sync; one writing with
+// the sync engine never starts any.
+int IoUringWorkers(int64_t pid);
 
 // A fresh directory under /tmp, removed by the destructor.
 class TempDir {

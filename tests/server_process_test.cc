@@ -127,22 +127,6 @@ TEST_F(ServerProcessTest, AcknowledgedWritesSurviveSigkill) {
   EXPECT_EQ(Ctl("write 3 overwrite").exit_code, 1);  // write-once across restarts
 }
 
-// Threads of `pid` that are io_uring workers (io-wq: "iou-wrk-N"). The ring
-// hands every fdatasync to one, so a server writing through io_uring has
-// at least one for a few seconds after its last sync; one writing with the
-// sync engine never starts any.
-int IoUringWorkers(pid_t pid) {
-  int n = 0;
-  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
-  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
-    std::ifstream comm(task.path() / "comm");
-    std::string name;
-    std::getline(comm, name);
-    if (name.rfind("iou-wrk", 0) == 0) ++n;
-  }
-  return n;
-}
-
 TEST_F(ServerProcessTest, EitherWriteEngineReadsWhatTheOtherWrote) {
   Start({"--write-engine", "io_uring"});
   for (int i = 0; i < 20; ++i) {

@@ -164,6 +164,28 @@ class NodeTest : public ::testing::Test {
     return Node::Start(o, transports_.back().get());
   }
 
+  // One segment on n1, n1 its only layout server, `sequencer` its
+  // sequencer, at `epoch`.
+  static proto::Layout LayoutOnN1(uint64_t epoch, const std::string& sequencer) {
+    proto::Layout layout = OneSegment({{"n1"}});
+    layout.set_epoch(epoch);
+    layout.add_sequencers(sequencer);
+    layout.add_layout_servers("n1");
+    return layout;
+  }
+
+  // n1, a log unit and layout server, with `layout` (its epoch, its
+  // sequencer); kept in nodes_. nullptr, with a test failure, if it fails.
+  Node* StartLayoutNode(const proto::Layout& layout) {
+    auto n1 = StartNode("n1", Roles{.log = true, .sequencer = false, .layout = true}, layout);
+    if (!n1.ok()) {
+      ADD_FAILURE() << n1.status().ToString();
+      return nullptr;
+    }
+    nodes_.push_back(std::move(*n1));
+    return nodes_.back().get();
+  }
+
   template <typename Resp, typename Req>
   Result<Resp> Call(const std::string& endpoint, const std::string& method, const Req& req) {
     std::promise<Result<Resp>> p;
@@ -244,14 +266,9 @@ TEST_F(NodeTest, SequencerBootstrapsOnceEveryStripeAnswers) {
 
 TEST_F(NodeTest, LayoutRoleServesTheNewestCommittedLayout) {
   // n1 is a layout server started with a static layout of epoch 2.
-  proto::Layout given = OneSegment({{"n1"}});
-  given.set_epoch(2);
-  given.add_sequencers("n1");
-  given.add_layout_servers("n1");
-  auto n1 = StartNode("n1", Roles{.log = true, .sequencer = false, .layout = true}, given);
-  ASSERT_TRUE(n1.ok()) << n1.status().ToString();
-  Node* node = n1->get();
-  nodes_.push_back(std::move(*n1));
+  const proto::Layout given = LayoutOnN1(2, "n1");
+  Node* node = StartLayoutNode(given);
+  ASSERT_NE(node, nullptr);
 
   proto::LayoutCommittedRequest latest;
   auto none = Call<proto::LayoutCommittedResponse>("n1", "layout.committed", latest);
@@ -301,14 +318,9 @@ class CountingTransport final : public net::Transport {
 TEST_F(NodeTest, SequencerRolePollsLayoutsOverOneChannelPerLayoutServer) {
   // n1 is the layout server and the log unit; the role under test is the
   // primary sequencer "s1" and polls n1's committed layouts every 2 ms.
-  proto::Layout layout = OneSegment({{"n1"}});
-  layout.set_epoch(1);
-  layout.add_sequencers("s1");
-  layout.add_layout_servers("n1");
-  auto n1 = StartNode("n1", Roles{.log = true, .sequencer = false, .layout = true}, layout);
-  ASSERT_TRUE(n1.ok()) << n1.status().ToString();
-  Node* node = n1->get();
-  nodes_.push_back(std::move(*n1));
+  const proto::Layout layout = LayoutOnN1(1, "s1");
+  Node* node = StartLayoutNode(layout);
+  ASSERT_NE(node, nullptr);
 
   auto inner = network_.MakeTransport("s1");
   CountingTransport counting(inner.get());
