@@ -64,7 +64,7 @@ struct LogUnit::Impl {
   void Reset(proto::ResetRequest req, TypedResponder<proto::ResetResponse> out);
 };
 
-// Registers log.read, log.read_range, log.tail, log.trim,
+// Registers log.read, log.read_range, log.tail, log.stats, log.trim,
 // log.stream_addresses and log.stream_maps (log_unit_reads.cc).
 void RegisterReadHandlers(net::ServiceRegistry& registry, LogUnit::Impl* impl);
 

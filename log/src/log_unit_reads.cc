@@ -112,6 +112,29 @@ void Tail(LogUnit::Impl* im, proto::TailRequest req, TypedResponder<proto::TailR
   out.Ok(resp);
 }
 
+void Stats(LogUnit::Impl* im, TypedResponder<proto::StatsResponse> out) {
+  const StoreStats stats = im->store->Stats();
+  proto::StatsResponse resp;
+  resp.set_local_tail(stats.local_tail);
+  resp.set_trim_mark(stats.trim_mark);
+  resp.set_sealed_epoch(im->sealed_epoch.load());
+  resp.set_entries(stats.entries);
+  resp.set_segments(stats.segments);
+  resp.set_segment_bytes(stats.bytes);
+  const CommitLatency& c = stats.commit;
+  resp.set_commits(c.commits);
+  resp.set_commit_records(c.records);
+  resp.set_commit_bytes(c.bytes);
+  resp.set_commit_sum_us(c.sum_us);
+  resp.set_commit_max_us(c.max_us);
+  for (size_t i = 0; i < c.buckets.size(); ++i) {
+    resp.add_commit_bucket_le_us(CommitLatency::kBucketLeUs[i]);
+    resp.add_commit_bucket_counts(c.buckets[i]);
+  }
+  resp.set_uptime_ms(stats.uptime_ms);
+  out.Ok(resp);
+}
+
 void Trim(LogUnit::Impl* im, proto::TrimRequest req, TypedResponder<proto::TrimResponse> out) {
   Status st = im->CheckEpoch(req.epoch());
   if (!st.ok()) {
@@ -186,6 +209,8 @@ void RegisterReadHandlers(net::ServiceRegistry& registry, LogUnit::Impl* im) {
       [im](auto req, auto out) { ReadRange(im, std::move(req), std::move(out)); });
   net::RegisterTyped<proto::TailRequest, proto::TailResponse>(
       registry, "log.tail", [im](auto req, auto out) { Tail(im, std::move(req), std::move(out)); });
+  net::RegisterTyped<proto::StatsRequest, proto::StatsResponse>(
+      registry, "log.stats", [im](auto, auto out) { Stats(im, std::move(out)); });
   net::RegisterTyped<proto::TrimRequest, proto::TrimResponse>(
       registry, "log.trim", [im](auto req, auto out) { Trim(im, std::move(req), std::move(out)); });
   net::RegisterTyped<proto::StreamAddressesRequest, proto::StreamAddressesResponse>(

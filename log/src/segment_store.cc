@@ -80,6 +80,8 @@ SegmentStoreImpl::SegmentStoreImpl(SegmentStoreOptions options, std::unique_ptr<
     : options_(std::move(options)),
       zero_ahead_(!options_.inline_writes && options_.zero_ahead_bytes > 0),
       fs_(options_.env.fs),
+      clock_(options_.env.clock != nullptr ? options_.env.clock : DefaultEnv().clock),
+      opened_nanos_(clock_->NowNanos()),
       meta_(std::move(meta)) {}
 
 SegmentStoreImpl::~SegmentStoreImpl() {
@@ -401,9 +403,26 @@ StoreStats SegmentStoreImpl::Stats() {
     s.segments = segments_.size();
     for (const auto& [id, seg] : segments_) s.bytes += seg->size;
   }
+  {
+    std::lock_guard<std::mutex> l(commit_mu_);
+    s.commit = commit_;
+  }
+  s.uptime_ms =
+      static_cast<uint64_t>(std::max<int64_t>(0, clock_->NowNanos() - opened_nanos_)) / 1'000'000;
   std::lock_guard<std::mutex> l(bitmap_mu_);
   s.local_tail = tail_;
   return s;
+}
+
+void CommitLatency::Add(uint64_t micros, uint64_t group_records, uint64_t group_bytes) {
+  ++commits;
+  records += group_records;
+  bytes += group_bytes;
+  sum_us += micros;
+  max_us = std::max(max_us, micros);
+  size_t i = 0;
+  while (micros > kBucketLeUs[i]) ++i;  // the last bound is UINT64_MAX
+  ++buckets[i];
 }
 
 }  // namespace tally::log

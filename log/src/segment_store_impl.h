@@ -188,6 +188,8 @@ class SegmentStoreImpl final : public SegmentStore {
   const SegmentStoreOptions options_;
   const bool zero_ahead_;  // zero_ahead_bytes > 0 and threaded writes
   FileSystem* const fs_;
+  Clock* const clock_;  // times group commits
+  const int64_t opened_nanos_;
   std::unique_ptr<MetadataStore> meta_;
 
   std::mutex inline_mu_;  // inline_writes: serializes Appends (the "writer")
@@ -212,6 +214,9 @@ class SegmentStoreImpl final : public SegmentStore {
   std::mutex flush_mu_;
   std::condition_variable flush_cv_;
   std::atomic<uint64_t> completed_seq_{0};
+
+  std::mutex commit_mu_;
+  CommitLatency commit_;  // GUARDED_BY(commit_mu_)
 
   std::mutex trim_mu_;  // serializes Trim
   std::mutex seal_mu_;  // serializes SetSealedEpoch and Wipe

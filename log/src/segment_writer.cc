@@ -131,11 +131,15 @@ Status SegmentStoreImpl::WriteGroup(uint64_t* base_offset, uint64_t* total) {
     for (const ConstBuffer& b : bufs_) len += b.size();
     ClaimForWrite(*base_offset, *base_offset + len);
   }
+  const int64_t started = clock_->NowNanos();
   Status st = open_->file->Write(*base_offset, std::span<const ConstBuffer>(bufs_), true);
   if (!st.ok()) {
     return st.WithContext(fmt::format("group commit of {} bytes at offset {} of {}", *total,
                                       *base_offset, open_->path));
   }
+  const int64_t took = std::max<int64_t>(0, clock_->NowNanos() - started);
+  std::lock_guard<std::mutex> l(commit_mu_);
+  commit_.Add(static_cast<uint64_t>(took) / 1000, written_records_.size(), *total);
   return Status::OK();
 }
 

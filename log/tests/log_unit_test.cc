@@ -198,6 +198,32 @@ TEST_F(LogUnitTest, ReadRangeTailTrimAndStreams) {
   EXPECT_EQ(tail->trim_mark(), 10u);
 }
 
+TEST_F(LogUnitTest, StatsCountGroupCommitsAndAnswerAnyEpoch) {
+  for (uint64_t a = 0; a < 5; ++a) ASSERT_TRUE(Write(0, Entry(a, "v" + std::to_string(a))).ok());
+  ASSERT_TRUE(Write(0, Entry(9, "x", "switches")).ok());
+  ASSERT_TRUE(Seal(4).ok());
+
+  // Epoch 0 is below the seal: log.tail would say WRONG_EPOCH, log.stats
+  // (monitoring) answers.
+  auto s = Call<proto::StatsResponse>("log.stats", proto::StatsRequest());
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->local_tail(), 10u);
+  EXPECT_EQ(s->entries(), 6u);
+  EXPECT_EQ(s->sealed_epoch(), 4u);
+  EXPECT_EQ(s->segments(), 1u);
+  EXPECT_GT(s->segment_bytes(), 0u);
+  // One log.write at a time: each is its own group commit.
+  EXPECT_EQ(s->commits(), 6u);
+  EXPECT_EQ(s->commit_records(), 6u);
+  EXPECT_EQ(s->commit_bytes(), s->segment_bytes());
+  ASSERT_EQ(s->commit_bucket_le_us_size(), s->commit_bucket_counts_size());
+  uint64_t counted = 0;
+  for (uint64_t c : s->commit_bucket_counts()) counted += c;
+  EXPECT_EQ(counted, 6u);
+  EXPECT_EQ(s->commit_bucket_le_us(s->commit_bucket_le_us_size() - 1), UINT64_MAX);
+  EXPECT_GE(s->commit_max_us() * 6, s->commit_sum_us());  // max is at least the mean
+}
+
 TEST_F(LogUnitTest, MalformedRequestIsRefusedAndChangesNothing) {
   auto [st, bytes] = CallRaw("log.write", std::string("\xff\xff\xff\xff\x0f garbage", 14));
   EXPECT_EQ(st.code(), Code::kMalformed);

@@ -11,6 +11,7 @@
 // closed segments) lives in RocksDB, so start-up reads the index of closed segments from RocksDB
 // and scans only the segment that was open.
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -65,12 +66,34 @@ struct RecoveryReport {
   uint64_t corrupt_records = 0;     // failed checksum; never served
 };
 
+// How long the store's group commits took: each one's write + fdatasync,
+// the disk's share of an append's latency on this unit (etcd's
+// wal_fsync_duration). Counted since the store opened, into fixed buckets.
+struct CommitLatency {
+  // Upper bounds (inclusive, microseconds) of the buckets; the last one
+  // takes everything slower.
+  static constexpr std::array<uint64_t, 21> kBucketLeUs = {
+      100,  200,   300,   400,   500,    750,    1000,   1500,    2000,    3000,      5000,
+      7500, 10000, 20000, 50000, 100000, 250000, 500000, 1000000, 2500000, UINT64_MAX};
+
+  uint64_t commits = 0;
+  uint64_t records = 0;  // records those commits made durable
+  uint64_t bytes = 0;    // bytes they wrote
+  uint64_t sum_us = 0;
+  uint64_t max_us = 0;
+  std::array<uint64_t, kBucketLeUs.size()> buckets{};  // commits per bucket
+
+  void Add(uint64_t micros, uint64_t records, uint64_t bytes);
+};
+
 struct StoreStats {
   uint64_t entries = 0;
   uint64_t local_tail = 0;  // highest address + 1, or 0
   uint64_t trim_mark = 0;
   uint64_t segments = 0;
   uint64_t bytes = 0;
+  CommitLatency commit;
+  uint64_t uptime_ms = 0;  // since the store opened: `commit`'s window
 };
 
 using AppendCallback = std::function<void(std::vector<Status> per_record)>;
