@@ -95,6 +95,17 @@ TEST_F(ServerProcessTest, WriteReadTailSealTrimThroughTallyctl) {
   EXPECT_EQ(Ctl("trim 6", 2).exit_code, 0);
   EXPECT_EQ(Ctl("read 5", 2).exit_code, 3);  // trimmed
   EXPECT_EQ(Ctl("read 6", 2).out, "fine\n");
+  // Two writes were committed (the duplicate and the stale one were not);
+  // stats answer a stale epoch too.
+  auto stats = Ctl("-o json stats", 1);
+  ASSERT_EQ(stats.exit_code, 0) << stats.out;
+  EXPECT_NE(stats.out.find("\"commits\":2,\"commit_records\":2,"), std::string::npos) << stats.out;
+  EXPECT_NE(stats.out.find("\"sealed_epoch\":2,"), std::string::npos) << stats.out;
+  EXPECT_NE(stats.out.find("{\"le_us\":null,\"count\":"), std::string::npos) << stats.out;
+  auto text = Ctl("stats");
+  EXPECT_EQ(text.exit_code, 0);
+  EXPECT_NE(text.out.find("2 group commits in "), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("write + fdatasync per commit: mean "), std::string::npos) << text.out;
 }
 
 TEST_F(ServerProcessTest, GarbageBytesCloseOnlyThatConnection) {

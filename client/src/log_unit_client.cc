@@ -79,6 +79,12 @@ Result<proto::TailResponse> LogUnitClient::Tail() {
   return Call<proto::TailResponse>("log.tail", req);
 }
 
+Result<proto::StatsResponse> LogUnitClient::Stats() {
+  proto::StatsRequest req;
+  req.set_epoch(epoch_.value());
+  return Call<proto::StatsResponse>("log.stats", req);
+}
+
 Result<uint64_t> LogUnitClient::Trim(Address address) {
   proto::TrimRequest req;
   req.set_epoch(epoch_.value());

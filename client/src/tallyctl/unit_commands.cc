@@ -1,9 +1,12 @@
 #include "unit_commands.h"
 
+#include <fmt/format.h>
+
 #include <iostream>
 
 #include "json.h"
 #include "tally/client/log_unit_client.h"
+#include "tally/client/unit_stats.h"
 #include "tally/net/tcp_transport.h"
 
 namespace tally::ctl {
@@ -97,6 +100,67 @@ class UnitClient {
     return 0;
   }
 
+  int Stats() {
+    auto r = client_.Stats();
+    if (!r.ok()) return Fail(g_, r.status());
+    auto h = client::CommitHistogram::From(*r);
+    if (!h.ok()) return Fail(g_, h.status());
+    const uint64_t p50 = h->QuantileLeUs(0.5);
+    const uint64_t p99 = h->QuantileLeUs(0.99);
+    if (g_.json()) {
+      // The unbounded bucket's bound (and a quantile that falls in it) is null.
+      auto bound = [](uint64_t us) { return us == UINT64_MAX ? "null" : std::to_string(us); };
+      std::string buckets = "[";
+      for (size_t i = 0; i < h->le_us.size(); ++i) {
+        if (i > 0) buckets += ",";
+        buckets +=
+            JsonObject().AddRaw("le_us", bound(h->le_us[i])).Add("count", h->counts[i]).str();
+      }
+      buckets += "]";
+      std::cout << JsonObject()
+                       .Add("local_tail", r->local_tail())
+                       .Add("trim_mark", r->trim_mark())
+                       .Add("sealed_epoch", r->sealed_epoch())
+                       .Add("entries", r->entries())
+                       .Add("segments", r->segments())
+                       .Add("segment_bytes", r->segment_bytes())
+                       .Add("uptime_ms", r->uptime_ms())
+                       .Add("commits", h->commits)
+                       .Add("commit_records", h->records)
+                       .Add("commit_bytes", h->bytes)
+                       .AddRaw("commit_mean_us", fmt::format("{:.1f}", h->MeanUs()))
+                       .AddRaw("commit_p50_le_us", h->commits == 0 ? "null" : bound(p50))
+                       .AddRaw("commit_p99_le_us", h->commits == 0 ? "null" : bound(p99))
+                       .Add("commit_max_us", r->commit_max_us())
+                       .AddRaw("commit_buckets", buckets)
+                       .str()
+                << "\n";
+      return 0;
+    }
+    auto ms = [](uint64_t us) { return fmt::format("{:g} ms", static_cast<double>(us) / 1000); };
+    auto at_most = [&](uint64_t us) {
+      return us == UINT64_MAX ? "> " + ms(h->le_us[h->le_us.size() - 2]) : "<= " + ms(us);
+    };
+    std::cout << "local tail " << r->local_tail() << " (trim mark " << r->trim_mark()
+              << ", sealed epoch " << r->sealed_epoch() << ", " << r->entries() << " entries in "
+              << r->segments() << " segment file(s), " << r->segment_bytes() << " bytes)\n";
+    std::cout << h->commits << " group commits in "
+              << fmt::format("{:.1f}", r->uptime_ms() / 1000.0) << " s since the unit started ("
+              << h->records << " records, " << h->bytes << " bytes)\n";
+    if (h->commits == 0) return 0;
+    std::cout << "write + fdatasync per commit: mean "
+              << fmt::format("{:.3f} ms", h->MeanUs() / 1000) << ", p50 " << at_most(p50)
+              << ", p99 " << at_most(p99) << ", max " << ms(r->commit_max_us()) << "\n";
+    uint64_t seen = 0;
+    for (size_t i = 0; i < h->le_us.size(); ++i) {
+      if (h->counts[i] == 0) continue;
+      seen += h->counts[i];
+      std::cout << fmt::format("  {:>12}  {:>10}  {:6.2f}%\n", at_most(h->le_us[i]), h->counts[i],
+                               100.0 * static_cast<double>(seen) / static_cast<double>(h->commits));
+    }
+    return 0;
+  }
+
   int Seal(uint64_t epoch) {
     auto r = client_.Seal(Epoch(epoch));
     if (!r.ok()) return Fail(g_, r.status());
@@ -170,6 +234,10 @@ UnitCommands::UnitCommands(CLI::App& app, const Globals& g) : g_(g) {
   scan_->add_option("FROM", address_)->required();
   scan_->add_option("TO", to_)->required();
   tail_ = unit_->add_subcommand("tail", "show the unit's local tail, trim mark and epoch");
+  stats_ = unit_->add_subcommand(
+      "stats",
+      "show what the unit holds and how long its group commits (write + fdatasync) took since "
+      "it started: count, mean, p50/p99 bucket bounds, max, histogram");
   seal_ = unit_->add_subcommand("seal", "seal the unit at EPOCH: older epochs are refused");
   seal_->add_option("EPOCH", epoch_)->required();
   trim_ = unit_->add_subcommand("trim", "prefix-trim everything below ADDRESS on this unit");
@@ -195,6 +263,7 @@ std::optional<int> UnitCommands::Run() {
   if (*read_) return c.Read(address_);
   if (*scan_) return c.Scan(address_, to_);
   if (*tail_) return c.Tail();
+  if (*stats_) return c.Stats();
   if (*seal_) return c.Seal(epoch_);
   if (*trim_) return c.Trim(address_);
   if (*hole_) return c.FillHole(address_);

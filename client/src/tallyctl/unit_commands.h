@@ -28,6 +28,7 @@ class UnitCommands {
   CLI::App* read_ = nullptr;
   CLI::App* scan_ = nullptr;
   CLI::App* tail_ = nullptr;
+  CLI::App* stats_ = nullptr;
   CLI::App* seal_ = nullptr;
   CLI::App* trim_ = nullptr;
   CLI::App* hole_ = nullptr;

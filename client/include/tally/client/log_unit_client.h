@@ -57,6 +57,9 @@ class LogUnitClient {
   // as nothing was written to the unit since).
   Result<proto::ResetResponse> Reset();
   Result<proto::TailResponse> Tail();
+  // What the unit holds and its group commits' latency (log.stats; not
+  // fenced). CommitHistogram::From reads the histogram out of it.
+  Result<proto::StatsResponse> Stats();
   // Returns the trim mark after the call.
   Result<uint64_t> Trim(Address address);
   Result<std::vector<Address>> StreamAddresses(const StreamId& stream, Address from, Address to);
