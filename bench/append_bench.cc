@@ -28,7 +28,10 @@
 // --disk-probe-ms on the same disk) and report its latencies and stalls
 // (syncs over 5 ms) beside the appends', with windows_over_5ms_in_disk_stalls
 // and p99_us_outside_disk_stalls: the slow windows whose appends lived
-// through a probe stall, and the p99 of the appends that did not.
+// through a probe stall, and the p99 of the appends that did not. Append
+// rows also report the log units' own group commits over the row
+// (log.stats): unit_commits_per_sec, unit_records_per_commit,
+// unit_commit_mean_us, unit_commit_p50_le_us, unit_commit_p99_le_us.
 //
 // Usage: append_bench [--json] [--seconds S] [--dir DIR] [--only NAME]
 
@@ -50,6 +53,8 @@
 #include "disk_probe.h"
 #include "local_cluster.h"
 #include "tally/client/client.h"
+#include "tally/client/log_unit_client.h"
+#include "tally/client/unit_stats.h"
 #include "tally/net/tcp_transport.h"
 #include "tally/net/typed.h"
 #include "tally/proto/logunit.pb.h"
@@ -140,6 +145,66 @@ class CpuMeter {
   bool stopped_ = false;
 };
 
+// The log units' own group commits (write + fdatasync) between
+// construction and Stop, pooled over the cluster's units (log.stats): the
+// disk's share of the appends' latency, measured by the servers themselves.
+class UnitCommitMeter {
+ public:
+  explicit UnitCommitMeter(const Cluster& c) {
+    for (const std::string& ep : c.endpoints()) {
+      units_.push_back(std::make_unique<client::LogUnitClient>(transport_.Connect(ep), Epoch(0)));
+    }
+    before_ = Take();
+  }
+  void Stop() { after_ = Take(); }
+  // Adds unit_commits_per_sec (per unit), unit_records_per_commit,
+  // unit_commit_mean_us and the pooled unit_commit_p50_le_us /
+  // unit_commit_p99_le_us (bucket bounds; -1: slower than the last bound).
+  void Add(BenchResult& r, double secs) {
+    if (after_.empty()) Stop();
+    client::CommitHistogram pooled;
+    for (size_t i = 0; i < units_.size(); ++i) {
+      Result<client::CommitHistogram> d =
+          before_.size() == units_.size() && after_.size() == units_.size()
+              ? after_[i].Since(before_[i])
+              : Result<client::CommitHistogram>(Unavailable("log.stats did not answer"));
+      Status st = d.ok() ? pooled.Merge(*d) : d.status();
+      if (!st.ok()) {
+        std::fprintf(stderr, "append_bench: %s: no unit commit figures: %s\n", r.name.c_str(),
+                     st.ToString().c_str());
+        return;
+      }
+    }
+    auto bound = [](uint64_t us) { return us == UINT64_MAX ? -1.0 : static_cast<double>(us); };
+    const double n = static_cast<double>(pooled.commits);
+    r.extra["unit_commits_per_sec"] = n / static_cast<double>(units_.size()) / secs;
+    r.extra["unit_records_per_commit"] = n > 0 ? static_cast<double>(pooled.records) / n : 0;
+    r.extra["unit_commit_mean_us"] = pooled.MeanUs();
+    r.extra["unit_commit_p50_le_us"] = bound(pooled.QuantileLeUs(0.5));
+    r.extra["unit_commit_p99_le_us"] = bound(pooled.QuantileLeUs(0.99));
+  }
+
+ private:
+  std::vector<client::CommitHistogram> Take() {
+    std::vector<client::CommitHistogram> out;
+    for (auto& u : units_) {
+      auto s = u->Stats();
+      auto h =
+          s.ok() ? client::CommitHistogram::From(*s) : Result<client::CommitHistogram>(s.status());
+      if (!h.ok()) {
+        std::fprintf(stderr, "append_bench: log.stats: %s\n", h.status().ToString().c_str());
+        return {};
+      }
+      out.push_back(std::move(*h));
+    }
+    return out;
+  }
+
+  net::TcpTransport transport_{{.io_threads = 1}};
+  std::vector<std::unique_ptr<client::LogUnitClient>> units_;
+  std::vector<client::CommitHistogram> before_, after_;
+};
+
 std::unique_ptr<client::Client> Connect(const Config& c, net::Transport& t, const Cluster& cl) {
   client::ClientOptions o;
   o.transport = &t;
@@ -184,15 +249,18 @@ BenchResult RunAppend(const Config& c, const std::string& name, client::Client& 
   for (int t = 0; t < c.issuers; ++t) threads.emplace_back(issuer);
   std::this_thread::sleep_for(std::chrono::duration<double>(c.warmup_seconds));
   CpuMeter cpu(cluster);
+  UnitCommitMeter commits(cluster);
   auto stats0 = cl.stats();
   auto start = BenchClock::now();
   measuring = true;
   std::this_thread::sleep_for(std::chrono::duration<double>(c.seconds));
   measuring = false;
+  commits.Stop();
   double secs = std::chrono::duration<double>(BenchClock::now() - start).count();
   uint64_t n = acked.load();
   BenchResult r = MakeResult(name, n, kPayload.size(), secs, lat);
   cpu.Add(r, n);
+  commits.Add(r, secs);
   auto stats1 = cl.stats();
   stop = true;
   for (auto& t : threads) t.join();
@@ -245,6 +313,7 @@ BenchResult RunPaced(const Config& c, const std::string& name, client::Client& c
   run.gap = std::chrono::duration<double>(1.0 / rate);
   run.latency_us.assign(static_cast<size_t>(rate * c.seconds) + 1, 0);
   CpuMeter cpu(cluster);
+  UnitCommitMeter commits(cluster);
   const auto stats0 = cl.stats();
   run.start = BenchClock::now();
   const auto end = run.start + std::chrono::duration<double>(c.seconds);
@@ -267,6 +336,7 @@ BenchResult RunPaced(const Config& c, const std::string& name, client::Client& c
   }
   while (run.outstanding.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   cpu.Stop();
+  commits.Stop();
   double secs = std::chrono::duration<double>(BenchClock::now() - run.start).count();
   const auto stats1 = cl.stats();
   if (probe) probe->Stop();
@@ -290,6 +360,7 @@ BenchResult RunPaced(const Config& c, const std::string& name, client::Client& c
   }
   BenchResult r = MakeResult(name, acked, kPayload.size(), secs, lat);
   cpu.Add(r, acked);
+  commits.Add(r, secs);
 
   // Microseconds from the probe's start to the row's.
   const double probe_lead =
