@@ -31,7 +31,8 @@
 // through a probe stall, and the p99 of the appends that did not. Append
 // rows also report the log units' own group commits over the row
 // (log.stats): unit_commits_per_sec, unit_records_per_commit,
-// unit_commit_mean_us, unit_commit_p50_le_us, unit_commit_p99_le_us.
+// unit_commit_mean_us, unit_commit_p50_le_us, unit_commit_p99_le_us,
+// unit_commit_max_le_us, unit_commits_over_5ms.
 //
 // Usage: append_bench [--json] [--seconds S] [--dir DIR] [--only NAME]
 
@@ -158,8 +159,10 @@ class UnitCommitMeter {
   }
   void Stop() { after_ = Take(); }
   // Adds unit_commits_per_sec (per unit), unit_records_per_commit,
-  // unit_commit_mean_us and the pooled unit_commit_p50_le_us /
-  // unit_commit_p99_le_us (bucket bounds; -1: slower than the last bound).
+  // unit_commit_mean_us, the pooled unit_commit_p50_le_us /
+  // unit_commit_p99_le_us / unit_commit_max_le_us (bucket bounds; -1:
+  // slower than the last bound) and unit_commits_over_5ms (commits in
+  // buckets above 5 ms, the probe's stall threshold).
   void Add(BenchResult& r, double secs) {
     if (after_.empty()) Stop();
     client::CommitHistogram pooled;
@@ -182,6 +185,12 @@ class UnitCommitMeter {
     r.extra["unit_commit_mean_us"] = pooled.MeanUs();
     r.extra["unit_commit_p50_le_us"] = bound(pooled.QuantileLeUs(0.5));
     r.extra["unit_commit_p99_le_us"] = bound(pooled.QuantileLeUs(0.99));
+    r.extra["unit_commit_max_le_us"] = bound(pooled.QuantileLeUs(1.0));
+    uint64_t slow = 0;
+    for (size_t b = 0; b < pooled.counts.size(); ++b) {
+      if (b > 0 && pooled.le_us[b - 1] >= 5000) slow += pooled.counts[b];
+    }
+    r.extra["unit_commits_over_5ms"] = static_cast<double>(slow);
   }
 
  private:
