@@ -50,6 +50,9 @@ run stream read switches
 run read 1000
 run layout
 run local status --dir "$dir"
+echo
+echo "== one log unit: what it holds and how fast its disk commits"
+run unit stats
 
 cat <<MSG
 
