@@ -16,10 +16,10 @@ Result<CommitHistogram> CommitHistogram::From(const proto::StatsResponse& stats)
         "histogram",
         h.le_us.size(), h.counts.size()));
   }
-  if (h.le_us.empty() || h.le_us.back() != UINT64_MAX) {
+  if (h.le_us.size() < 2 || h.le_us.back() != UINT64_MAX) {
     return InvalidArgument(
-        "log.stats answer's commit buckets do not end with an unbounded one; the unit sent a "
-        "malformed histogram");
+        "log.stats answer's commit buckets are not bounded ones followed by one unbounded "
+        "bucket; the unit sent a malformed histogram");
   }
   uint64_t total = 0;
   for (size_t i = 0; i < h.le_us.size(); ++i) {

@@ -47,6 +47,11 @@ TEST(CommitHistogramTest, MalformedAnswersAreRefusedWithTheReason) {
   auto bounded = CommitHistogram::From(Answer({100, 200}, {1, 1}));
   ASSERT_FALSE(bounded.ok());
   EXPECT_NE(bounded.status().message().find("unbounded"), std::string::npos);
+  auto only_unbounded = CommitHistogram::From(Answer({UINT64_MAX}, {3}));
+  ASSERT_FALSE(only_unbounded.ok());
+  EXPECT_NE(only_unbounded.status().message().find("bounded ones followed by one unbounded"),
+            std::string::npos)
+      << only_unbounded.status().message();
 
   auto unsorted = CommitHistogram::From(Answer({200, 100, UINT64_MAX}, {1, 1, 1}));
   ASSERT_FALSE(unsorted.ok());

@@ -138,6 +138,7 @@ class UnitClient {
       return 0;
     }
     auto ms = [](uint64_t us) { return fmt::format("{:g} ms", static_cast<double>(us) / 1000); };
+    // The unbounded bucket reads "> the last bound" (From ensures there is one).
     auto at_most = [&](uint64_t us) {
       return us == UINT64_MAX ? "> " + ms(h->le_us[h->le_us.size() - 2]) : "<= " + ms(us);
     };

@@ -21,7 +21,8 @@ struct CommitHistogram {
   uint64_t sum_us = 0;
 
   // Checks the answer's histogram (as many counts as bounds, bounds
-  // ascending and ending at UINT64_MAX, counts adding up to `commits`).
+  // ascending, at least one below the last, which is UINT64_MAX, counts
+  // adding up to `commits`).
   static Result<CommitHistogram> From(const proto::StatsResponse& stats);
 
   // What happened between `earlier` and this (both from one unit, which
