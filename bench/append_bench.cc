@@ -16,6 +16,10 @@
 //                               batch_spacing 0 (cut a batch as soon as an
 //                               append thread is free): the baseline of the
 //                               client's batch spacing
+//   append_64B_chain3_stripes1_at_<RATE>
+//                               with --rates: the same open loop at each
+//                               rate asked for (latency against load; these
+//                               rows run whatever --only names)
 //   read_64B                    Client::ReadRange in chunks (entries/s)
 //   read_64B_single             Client::Read from several threads (reads/s)
 //   baseline_unreplicated_rpc_64B
@@ -35,6 +39,7 @@
 // unit_commit_max_le_us, unit_commits_over_5ms.
 //
 // Usage: append_bench [--json] [--seconds S] [--dir DIR] [--only NAME]
+//                     [--rates R1,R2,...]
 
 #include <unistd.h>
 
@@ -534,6 +539,11 @@ int main(int argc, char** argv) {
                  "paced rows: a raw 4 KiB write + fdatasync on the same disk this often, "
                  "to report the disk's own stalls beside the appends' latency (0: off)")
       ->capture_default_str();
+  std::vector<double> rates;
+  app.add_option("--rates", rates,
+                 "comma-separated appends/s: after the 100k row, a paced row at each, named "
+                 "append_64B_chain3_stripes1_at_<RATE> (run whatever --only names)")
+      ->delimiter(',');
   app.add_flag("--timeline", c.timeline,
                "paced rows: print to stderr each 10 ms whose worst append took over 5 ms");
   CLI11_PARSE(app, argc, argv);
@@ -545,6 +555,12 @@ int main(int argc, char** argv) {
       c.read_threads < 1 || c.read_chunk < 1 || c.seconds <= 0) {
     std::fprintf(stderr, "append_bench: counts must be >= 1 and --seconds > 0\n");
     return 2;
+  }
+  for (double r : rates) {
+    if (!(r >= 1)) {
+      std::fprintf(stderr, "append_bench: every --rates value must be at least 1 append/s\n");
+      return 2;
+    }
   }
   if (!(c.batch_spacing >= 0 && c.batch_spacing <= 1)) {
     std::fprintf(stderr, "append_bench: --batch-spacing must be between 0 and 1\n");
@@ -558,7 +574,7 @@ int main(int argc, char** argv) {
                   want("append_64B_chain3_stripes1_half_load") ||
                   want("append_64B_chain3_stripes1_100k") ||
                   want("append_64B_chain3_stripes1_100k_no_spacing") || want("read_64B") ||
-                  want("read_64B_single");
+                  want("read_64B_single") || !rates.empty();
   if (s1) {
     Cluster cluster(c.dir + "/s1", 1);
     auto cl = Connect(c, transport, cluster);
@@ -574,6 +590,11 @@ int main(int argc, char** argv) {
     // next to half of what this run measured.
     if (want("append_64B_chain3_stripes1_100k")) {
       results.push_back(RunPaced(c, "append_64B_chain3_stripes1_100k", *cl, cluster, 100'000));
+    }
+    for (double r : rates) {
+      results.push_back(
+          RunPaced(c, "append_64B_chain3_stripes1_at_" + std::to_string(static_cast<uint64_t>(r)),
+                   *cl, cluster, r));
     }
     if (want("append_64B_chain3_stripes1_100k_no_spacing")) {
       Config none = c;
