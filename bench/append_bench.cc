@@ -76,7 +76,8 @@ struct Config {
   int window = 4096;     // appends in flight (closed loop)
   int issuers = 2;       // threads calling AppendAsync
   int max_batch = 1024;  // ClientOptions::max_batch
-  int append_threads = 4;
+  // The client's own defaults: the rows measure what a caller gets.
+  int append_threads = client::ClientOptions{}.append_threads;
   double batch_spacing = client::ClientOptions{}.batch_spacing;
   int read_threads = 4;
   int read_chunk = 4096;     // entries per ReadRange
