@@ -56,9 +56,9 @@ struct ClientOptions {
   // or one append thread; appends a cut leaves queued (other stream sets,
   // beyond max_batch) are cut at once. Between 0 (cut as soon as a thread
   // is free) and 1 (cuts evenly spread over a batch time); values outside
-  // are clamped. 1 with the 2 default threads cut server and client CPU per
-  // append by ~20% against 4 threads at 0.75, at every load measured, and
-  // the appends' p50 with it (bench/README.md, session 13).
+  // are clamped. With the 2 default threads, 1 gave a lower p99 than 0.75
+  // at 100,000 appends/s in 4 of 4 pairs and slightly less CPU per append
+  // (bench/README.md, session 13).
   double batch_spacing = 1.0;
   // Written into every entry's metadata.
   std::string principal;
