@@ -57,7 +57,7 @@ struct ClientOptions {
   // beyond max_batch) are cut at once. Between 0 (cut as soon as a thread
   // is free) and 1 (cuts evenly spread over a batch time); values outside
   // are clamped. With the 2 default threads, 1 gave a lower p99 than 0.75
-  // at 100,000 appends/s in 4 of 4 pairs and slightly less CPU per append
+  // at 100,000 appends/s in 3 of 4 pairs and slightly less CPU per append
   // (bench/README.md, session 13).
   double batch_spacing = 1.0;
   // Written into every entry's metadata.
