@@ -557,10 +557,20 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "append_bench: counts must be >= 1 and --seconds > 0\n");
     return 2;
   }
-  for (double r : rates) {
-    if (!(r >= 1)) {
+  for (size_t i = 0; i < rates.size(); ++i) {
+    if (!(rates[i] >= 1)) {
       std::fprintf(stderr, "append_bench: every --rates value must be at least 1 append/s\n");
       return 2;
+    }
+    // Rows are named by whole appends/s: two rates with one name would be
+    // two rows no reader of the JSON could tell apart.
+    for (size_t j = 0; j < i; ++j) {
+      if (static_cast<uint64_t>(rates[j]) == static_cast<uint64_t>(rates[i])) {
+        std::fprintf(stderr,
+                     "append_bench: --rates lists %llu appends/s twice; give each rate once\n",
+                     static_cast<unsigned long long>(rates[i]));
+        return 2;
+      }
     }
   }
   if (!(c.batch_spacing >= 0 && c.batch_spacing <= 1)) {
