@@ -161,6 +161,24 @@ class SegmentStoreImpl final : public SegmentStore {
   // max(zero_end_, writer_end_ + kZeroGap), up to zero_ahead_bytes past the
   // writer's end and never past segment_bytes. Requires rolled_mu_ held.
   bool NextZeroChunk(uint64_t* from, uint64_t* to) const;
+  // Whether the segment after zero_seg_ still needs preparing: zero_seg_
+  // is zeroed up to segment_bytes (its writer is within zero_ahead_bytes
+  // of the end) and the next one is not yet created, or not yet zeroed up
+  // to zero_ahead_bytes. Requires rolled_mu_ held.
+  bool NextSegmentWanted() const;
+  // How much of the next segment is zeroed before its roll.
+  uint64_t NextZeroTarget() const;
+  // One step of preparing the next segment, as ZeroAhead does for the open
+  // one: create it (and sync the directory), or zero its next chunk. Called
+  // and returns with `l` held; drops it for the I/O.
+  void PrepareNextSegment(std::unique_lock<std::mutex>& l);
+  // The prepared segment for RollSegment, if it follows open_ (waits while
+  // one is being created); sets *zeroed to the bytes zeroed at its start.
+  std::shared_ptr<Segment> TakeNextSegment(uint64_t* zeroed);
+  // Forgets the prepared segment, if any, and with `remove_file` removes
+  // its file (it holds no record). Requires the writer to be quiesced or
+  // gone.
+  void DropNextSegment(bool remove_file);
   // Truncates seg's file to `size` (and syncs) if it is longer: drops the
   // zeros written ahead past its last record.
   Status CutZeroTail(Segment* seg, uint64_t size);
@@ -251,6 +269,15 @@ class SegmentStoreImpl final : public SegmentStore {
   const Segment* zero_busy_seg_ = nullptr;  // zeros being written to [from, to) of it
   uint64_t zero_busy_from_ = 0;
   uint64_t zero_busy_to_ = 0;
+  // The segment after zero_seg_, created (its directory entry synced) and
+  // zeroed in [0, next_zero_end_) ahead of the roll that opens it, so that
+  // a roll costs the writer no file creation and the first group commits
+  // in the new segment overwrite zeros instead of growing the file.
+  // All GUARDED_BY(rolled_mu_).
+  std::shared_ptr<Segment> next_seg_;
+  uint64_t next_zero_end_ = 0;
+  bool next_creating_ = false;     // the indexer is creating the next segment's file
+  uint32_t next_failed_id_ = 0;    // creating this segment ahead failed: the roll creates it
   bool indexer_stopping_ = false;  // GUARDED_BY(rolled_mu_)
   // index_ asked for its next chunk of pages (AddressIndex::TakeChunkRequest).
   bool chunk_wanted_ = false;        // GUARDED_BY(rolled_mu_)

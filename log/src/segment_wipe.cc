@@ -109,6 +109,16 @@ Status SegmentStoreImpl::WipeMarked() {
   // wiping_ is cleared under mu_ (which publishes these writes to it).
   open_.reset();
   open_index_ = OpenSegmentIndex{};
+  // No more zeros or next segment after the old open segment (the indexer
+  // does either only while zero_seg_ is set). A prepared next segment is
+  // forgotten here; its file goes with the others in EraseSegmentData.
+  {
+    std::unique_lock<std::mutex> l(rolled_mu_);
+    rolled_cv_.wait(l, [&] { return !next_creating_ && zero_busy_seg_ == nullptr; });
+    zero_seg_ = nullptr;
+    next_failed_id_ = 0;
+  }
+  DropNextSegment(/*remove_file=*/false);
   old.clear();  // closes the files (a racing Read may hold one a moment longer)
   TALLY_RETURN_IF_ERROR(EraseSegmentData());
   std::shared_ptr<Segment> seg;

@@ -240,7 +240,7 @@ void SegmentStoreImpl::ClaimForWrite(uint64_t from, uint64_t to) {
   });
   writer_end_ = std::max(writer_end_, to);
   uint64_t from_ignored = 0, to_ignored = 0;
-  if (!zero_wanted_ && NextZeroChunk(&from_ignored, &to_ignored)) {
+  if (!zero_wanted_ && (NextZeroChunk(&from_ignored, &to_ignored) || NextSegmentWanted())) {
     zero_wanted_ = true;
     l.unlock();
     rolled_cv_.notify_all();
@@ -260,7 +260,11 @@ void SegmentStoreImpl::ZeroAhead(std::unique_lock<std::mutex>& l) {
   while (!indexer_stopping_ && rolled_.empty() && zero_seg_ != nullptr &&
          zero_seg_->zero_file != nullptr) {
     uint64_t from = 0, to = 0;
-    if (!NextZeroChunk(&from, &to)) return;
+    if (!NextZeroChunk(&from, &to)) {
+      if (!NextSegmentWanted()) return;
+      PrepareNextSegment(l);
+      continue;
+    }
     std::shared_ptr<Segment> seg = zero_seg_;
     zero_busy_seg_ = seg.get();
     zero_busy_from_ = from;
@@ -282,6 +286,118 @@ void SegmentStoreImpl::ZeroAhead(std::unique_lock<std::mutex>& l) {
   }
 }
 
+uint64_t SegmentStoreImpl::NextZeroTarget() const {
+  return std::min(options_.zero_ahead_bytes, options_.segment_bytes);
+}
+
+bool SegmentStoreImpl::NextSegmentWanted() const {
+  if (zero_seg_ == nullptr || next_creating_) return false;
+  // Not before the open segment's own zeros reach its end.
+  if (writer_end_ + options_.zero_ahead_bytes < options_.segment_bytes) return false;
+  const uint32_t id = zero_seg_->id + 1;
+  if (next_seg_ == nullptr) return next_failed_id_ != id;
+  return next_seg_->id == id && next_seg_->zero_file != nullptr &&
+         next_zero_end_ < NextZeroTarget();
+}
+
+void SegmentStoreImpl::PrepareNextSegment(std::unique_lock<std::mutex>& l) {
+  const uint32_t id = zero_seg_->id + 1;
+  if (next_seg_ == nullptr) {
+    // RollSegment and WipeMarked wait while this runs, so zero_seg_ stays.
+    next_creating_ = true;
+    l.unlock();
+    std::shared_ptr<Segment> seg;
+    Status st = CreateSegment(id, &seg);
+    if (!st.ok()) {
+      spdlog::warn(
+          "log store {}: creating segment {} ahead of its roll failed ({}); the roll "
+          "will try again",
+          options_.dir, id, st.ToString());
+    }
+    l.lock();
+    next_creating_ = false;
+    rolled_cv_.notify_all();  // a roll or wipe waiting for the creation
+    if (!st.ok()) {
+      next_failed_id_ = id;
+      return;
+    }
+    next_seg_ = std::move(seg);
+    next_zero_end_ = 0;
+    return;
+  }
+  std::shared_ptr<Segment> seg = next_seg_;
+  const uint64_t from = next_zero_end_;
+  const uint64_t to = std::min(from + kZeroChunk, NextZeroTarget());
+  zero_busy_seg_ = seg.get();
+  zero_busy_from_ = from;
+  zero_busy_to_ = to;
+  l.unlock();
+  const ConstBuffer chunk(ZeroBytes(), to - from);
+  Status st = seg->zero_file->Write(from, std::span<const ConstBuffer>(&chunk, 1), true);
+  l.lock();
+  zero_busy_seg_ = nullptr;
+  rolled_cv_.notify_all();  // a writer that rolled into it, waiting in ClaimForWrite
+  if (!st.ok()) {
+    // Only speed is lost: the roll still takes it, with fewer zeros.
+    spdlog::warn("log store {}: zeroing {} ahead of its roll stopped: {}", options_.dir, seg->path,
+                 st.ToString());
+    seg->zero_file.reset();
+    return;
+  }
+  if (next_seg_ == seg) {
+    next_zero_end_ = std::max(next_zero_end_, to);
+  } else if (zero_seg_ == seg) {  // rolled into while this chunk was written
+    zero_end_ = std::max(zero_end_, to);
+  }
+}
+
+std::shared_ptr<Segment> SegmentStoreImpl::TakeNextSegment(uint64_t* zeroed) {
+  *zeroed = 0;
+  if (!zero_ahead_) return nullptr;
+  uint32_t stale = 0;
+  {
+    std::unique_lock<std::mutex> l(rolled_mu_);
+    rolled_cv_.wait(l, [&] { return !next_creating_; });
+    // No zeros or preparing for the segment being closed: RollSegment
+    // points zero_seg_ at the new one (ClaimForWrite at the old, if the
+    // roll fails).
+    zero_seg_ = nullptr;
+    if (next_seg_ == nullptr) return nullptr;
+    if (next_seg_->id == open_->id + 1) {
+      *zeroed = next_zero_end_;
+      next_zero_end_ = 0;
+      return std::move(next_seg_);
+    }
+    stale = next_seg_->id;
+  }
+  // Prepared after a segment that is no longer open (not expected: only
+  // rolls and wipes change open_, and both take or drop it).
+  spdlog::error("log store {}: segment {} was prepared while segment {} is open; removing it",
+                options_.dir, stale, open_->id);
+  DropNextSegment(/*remove_file=*/true);
+  return nullptr;
+}
+
+void SegmentStoreImpl::DropNextSegment(bool remove_file) {
+  std::shared_ptr<Segment> next;
+  {
+    std::unique_lock<std::mutex> l(rolled_mu_);
+    rolled_cv_.wait(l, [&] {
+      return !next_creating_ && (next_seg_ == nullptr || zero_busy_seg_ != next_seg_.get());
+    });
+    next = std::move(next_seg_);
+    next_seg_ = nullptr;
+    next_zero_end_ = 0;
+  }
+  if (next == nullptr || !remove_file) return;
+  next->zero_file.reset();
+  next->file.reset();
+  // It holds zeros only. Left behind (a failed removal, or a crash before
+  // the removal reached the disk), recovery opens it as an empty segment.
+  Status st = fs_->Remove(next->path);
+  if (!st.ok()) spdlog::warn("log store {}: {}", options_.dir, st.ToString());
+}
+
 Status SegmentStoreImpl::CutZeroTail(Segment* seg, uint64_t size) {
   TALLY_ASSIGN_OR_RETURN(const uint64_t physical, seg->file->Size());
   if (physical <= size) return Status::OK();
@@ -301,8 +417,9 @@ void SegmentStoreImpl::OpenZeroFile(Segment* seg) {
 }
 
 Status SegmentStoreImpl::RollSegment() {
-  std::shared_ptr<Segment> next;
-  TALLY_RETURN_IF_ERROR(CreateSegment(open_->id + 1, &next));
+  uint64_t zeroed = 0;
+  std::shared_ptr<Segment> next = TakeNextSegment(&zeroed);
+  if (next == nullptr) TALLY_RETURN_IF_ERROR(CreateSegment(open_->id + 1, &next));
   RolledSegment rolled{open_, open_->size, std::move(open_index_)};
   open_index_ = OpenSegmentIndex{};
   ReserveOpenIndex();
@@ -324,7 +441,7 @@ Status SegmentStoreImpl::RollSegment() {
     // Zeros now go to the new segment (ZeroAhead stops writing to the old
     // one: it closes rolled segments first).
     zero_seg_ = open_;
-    zero_end_ = 0;
+    zero_end_ = zeroed;
     writer_end_ = 0;
   }
   rolled_cv_.notify_all();  // the indexer, and any WaitForRolledSegments
@@ -454,7 +571,17 @@ Status SegmentStoreImpl::CreateSegment(uint32_t id, std::shared_ptr<Segment>* ou
   oo.create = true;
   oo.exclusive = true;
   TALLY_ASSIGN_OR_RETURN(seg->file, fs_->Open(seg->path, oo));
-  TALLY_RETURN_IF_ERROR(fs_->SyncDir(options_.dir));
+  Status st = fs_->SyncDir(options_.dir);
+  if (!st.ok()) {
+    // Not left behind: the next attempt creates it exclusively again.
+    seg->file.reset();
+    Status rm = fs_->Remove(seg->path);
+    if (!rm.ok()) {
+      return Status(st.code(), fmt::format("{}; removing the new {} failed too ({})", st.message(),
+                                           seg->path, rm.message()));
+    }
+    return st;
+  }
   OpenZeroFile(seg.get());
   *out = std::move(seg);
   return Status::OK();

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -325,6 +326,13 @@ class WipeCrashTest : public WipeTest {
     Fill(*store, 0, kN);
     EXPECT_TRUE(store->Trim(Address(20)).ok());
     EXPECT_TRUE(store->SetSealedEpoch(Epoch(2)).ok());
+    // The segment after the open one is created ahead of its roll (by the
+    // indexer thread, segment_writer.cc): wait for it, so that the files
+    // the tests count do not change under them.
+    for (int i = 0; i < 1000 && SegmentFiles(dir).size() != store->Stats().segments + 1; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_EQ(SegmentFiles(dir).size(), store->Stats().segments + 1);
     return store;
   }
 

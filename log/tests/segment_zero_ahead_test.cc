@@ -45,7 +45,9 @@ class ZeroAheadTest : public testing::StoreFixture {
     }
   }
 
+  // 0 for a file that does not exist.
   uint64_t FileSize(uint32_t id) {
+    if (!mem_.Exists(SegmentPath(id))) return 0;
     return *mem_.Open(SegmentPath(id), OpenOptions{}).value()->Size();
   }
 
@@ -276,6 +278,93 @@ TEST_F(ZeroAheadTest, ConcurrentWritersAcrossRollsLoseNothing) {
   EXPECT_EQ(report.corrupt_records, 0u);
   EXPECT_EQ(report.torn_bytes_dropped, 0u);
   ExpectReadable(*store, 0, kThreads * kPerThread, kPayloadBig);
+}
+
+// The segment after the open one is created and its first
+// zero_ahead_bytes zeroed before the roll, so the roll creates no file and
+// the first groups in the new segment overwrite zeros.
+TEST_F(ZeroAheadTest, NextSegmentIsCreatedAndZeroedBeforeItsRoll) {
+  const auto o = ZeroOptions(2 * kMiB, 1 * kMiB);
+  auto store = OpenStore(o);
+  // Segment 1's writer within zero_ahead_bytes of its end.
+  const uint64_t per_segment = (2 * kMiB + kRecordSize - 1) / kRecordSize;
+  const uint64_t near_end = per_segment - (512 * 1024) / kRecordSize;
+  for (uint64_t a = 0; a < near_end; a += 1000) Fill(*store, a, std::min(a + 1000, near_end));
+  ASSERT_TRUE(WaitForSize(2, 1 * kMiB)) << "segment 2 was not prepared";
+  EXPECT_EQ(FileSize(2), 1 * kMiB);
+  EXPECT_TRUE(AllZero(FileBytes(2)));
+  EXPECT_EQ(store->Stats().segments, 1u);  // not a segment of the store until the roll
+
+  // Past the roll (a segment rolls before the first group that finds it
+  // full): the records land at the start of the zeroed file.
+  Fill(*store, near_end, per_segment);
+  Fill(*store, per_segment, per_segment + 100);
+  ExpectReadable(*store, 0, per_segment + 100);
+  EXPECT_EQ(store->Stats().segments, 2u);
+  EXPECT_GE(FileSize(2), 1 * kMiB);
+  const std::string bytes = FileBytes(2);
+  const uint64_t in_two = store->Stats().bytes - FileSize(1);
+  ASSERT_LT(in_two, 1 * kMiB);
+  EXPECT_FALSE(AllZero(std::string_view(bytes).substr(0, in_two)));
+  EXPECT_TRUE(AllZero(std::string_view(bytes).substr(in_two)));
+}
+
+// A clean close removes a prepared segment (it holds no record); reopening
+// keeps writing the open one.
+TEST_F(ZeroAheadTest, CleanCloseRemovesThePreparedSegment) {
+  const auto o = ZeroOptions(2 * kMiB, 4 * kMiB);  // prepared as soon as segment 1 opens
+  {
+    auto store = OpenStore(o);
+    Fill(*store, 0, 100);
+    ASSERT_TRUE(WaitForSize(2, 2 * kMiB)) << "segment 2 was not prepared";
+  }
+  EXPECT_FALSE(mem_.Exists(SegmentPath(2)));
+  RecoveryReport report;
+  auto store = OpenStore(o, &report);
+  EXPECT_EQ(report.records, 100u);
+  EXPECT_EQ(report.segments, 1u);
+  Fill(*store, 100, 200);
+  ExpectReadable(*store, 0, 200);
+}
+
+// A power cut with the next segment prepared: it holds only zeros, so
+// recovery opens it as the (empty) open segment and closes the one before
+// it where its records end. Nothing acknowledged is lost.
+TEST_F(ZeroAheadTest, PowerCutWithAPreparedSegmentLosesNothing) {
+  const auto o = ZeroOptions(2 * kMiB, 4 * kMiB);
+  std::string one, two;
+  {
+    auto store = OpenStore(o);
+    Fill(*store, 0, 100);
+    ASSERT_TRUE(WaitForSize(2, 2 * kMiB)) << "segment 2 was not prepared";
+    ASSERT_TRUE(WaitForSize(1, 2 * kMiB));
+    one = FileBytes(1);
+    two = FileBytes(2);
+  }
+  // The images a power cut would have left (the clean close changed both).
+  WriteImage(1, one);
+  {
+    OpenOptions create;
+    create.create = true;
+    auto f = mem_.Open(SegmentPath(2), create).value();
+    ConstBuffer b(two.data(), two.size());
+    ASSERT_TRUE(f->Write(0, std::span<const ConstBuffer>(&b, 1), true).ok());
+  }
+  RecoveryReport report;
+  {
+    auto store = OpenStore(o, &report);
+    EXPECT_EQ(report.records, 100u);
+    EXPECT_EQ(report.torn_bytes_dropped, 0u);
+    EXPECT_EQ(report.corrupt_records, 0u);
+    EXPECT_EQ(report.segments, 2u);
+    EXPECT_EQ(FileSize(1), 100 * kRecordSize);  // closed at its records' end
+    Fill(*store, 100, 200);                     // into segment 2
+    ExpectReadable(*store, 0, 200);
+  }
+  auto store = OpenStore(o, &report);
+  EXPECT_EQ(report.records, 200u);
+  EXPECT_EQ(report.scanned_records, 100u);  // segment 1 came from the index stored at recovery
+  ExpectReadable(*store, 0, 200);
 }
 
 }  // namespace
