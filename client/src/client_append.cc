@@ -66,11 +66,11 @@ int64_t Client::Impl::NextCutNanos() const {
   // Spacing is for cuts while other batches are on their way: with none in
   // flight (a lone caller, a lull) or a single thread, cut at once.
   if (!last_cut_drained || batches_in_flight == 0 || options.append_threads < 2 ||
-      options.batch_spacing <= 0 || batch_nanos_ewma == 0) {
+      options.batch_spacing <= 0 || pace.BatchNanos() == 0) {
     return 0;
   }
   const double gap =
-      options.batch_spacing * static_cast<double>(batch_nanos_ewma) / options.append_threads;
+      options.batch_spacing * static_cast<double>(pace.BatchNanos()) / options.append_threads;
   return last_cut_nanos + static_cast<int64_t>(gap);
 }
 
@@ -136,14 +136,10 @@ void Client::Impl::AppendLoop() {
 }
 
 void Client::Impl::BatchDone(int64_t cut) {
-  // The longest batch time that counts toward the spacing (a batch that
-  // waited out retries says nothing about the next one).
-  constexpr int64_t kMaxBatchSample = 100'000'000;
-  const int64_t took = std::min(NowNanos() - cut, kMaxBatchSample);
+  const int64_t took = NowNanos() - cut;
   std::lock_guard lock(queue_mu);
   batches_in_flight--;
-  batch_nanos_ewma =
-      batch_nanos_ewma == 0 ? took : batch_nanos_ewma + (took - batch_nanos_ewma) / 8;
+  pace.Add(took);
 }
 
 std::vector<proto::LogEntry> Client::Impl::BatchEntries(

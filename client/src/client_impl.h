@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "batch_pace.h"
 #include "chain.h"
 #include "rpc.h"
 #include "tally/client/client.h"
@@ -91,7 +92,7 @@ struct Client::Impl {
   // any of its appends' callbacks.
   void RunBatch(std::vector<std::unique_ptr<internal::PendingAppend>> batch, int64_t cut);
   // A batch cut at `cut` is finished: it leaves batches_in_flight and its
-  // time joins batch_nanos_ewma.
+  // time joins `pace`.
   void BatchDone(int64_t cut);
   // The entries of `batch`, payloads moved in; their addresses and epoch
   // are set by PlaceEntries once the batch has its tokens.
@@ -145,13 +146,12 @@ struct Client::Impl {
   bool stopping = false;            // GUARDED_BY(queue_mu)
   // Batch spacing (ClientOptions::batch_spacing): when the last cut was,
   // whether it emptied the queue, whether a thread is sleeping until the
-  // next cut, the batches cut and not yet done, and the recent time from
-  // cut to done of a batch (EWMA).
+  // next cut, the batches cut and not yet done, and how long a batch takes.
   int64_t last_cut_nanos = 0;     // GUARDED_BY(queue_mu)
   bool last_cut_drained = false;  // GUARDED_BY(queue_mu)
   bool timing_cut = false;        // GUARDED_BY(queue_mu)
   int batches_in_flight = 0;      // GUARDED_BY(queue_mu)
-  int64_t batch_nanos_ewma = 0;   // GUARDED_BY(queue_mu)
+  internal::BatchPace pace;       // GUARDED_BY(queue_mu)
   // The earliest time of the next cut (0: now); holds queue_mu.
   int64_t NextCutNanos() const;
   std::vector<std::unique_ptr<ThreadHandle>> append_threads;

@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "batch_pace.h"
 #include "rpc.h"
 #include "tally/base/mem_env.h"
 #include "tally/client/log_unit_client.h"
@@ -356,6 +357,22 @@ TEST_F(ClientSpacingTest, SpacesConcurrentCutsButNeverALoneCaller) {
   AppendFromThreads(*client, 8, 40);
   EXPECT_GT(threads_.sleeps.load(), 0) << "no batch cut was spaced under concurrent appends";
   EXPECT_EQ(client->stats().appends, 50u + 8 * 40);
+}
+
+TEST(BatchPaceTest, IsTheShortestRecentBatchSoAStallDoesNotStretchIt) {
+  internal::BatchPace pace;
+  EXPECT_EQ(pace.BatchNanos(), 0);  // nothing to pace by yet
+  for (int i = 0; i < 20; ++i) pace.Add(1'000'000 + i);
+  EXPECT_EQ(pace.BatchNanos(), 1'000'004);  // the shortest of the last 16
+  // Batches that waited out a stall, and the big ones that drained it.
+  pace.Add(200'000'000);
+  for (int i = 0; i < 5; ++i) pace.Add(3'000'000);
+  EXPECT_EQ(pace.BatchNanos(), 1'000'010);
+  // A lasting slowdown shows once it fills the window.
+  for (size_t i = 0; i + 1 < internal::BatchPace::kSamples - 6; ++i) pace.Add(3'000'000);
+  EXPECT_EQ(pace.BatchNanos(), 1'000'019);
+  pace.Add(3'000'000);
+  EXPECT_EQ(pace.BatchNanos(), 3'000'000);
 }
 
 TEST_F(ClientSpacingTest, ZeroSpacingCutsAsSoonAsAThreadIsFree) {
