@@ -157,6 +157,12 @@ class SegmentStoreImpl final : public SegmentStore {
   // reached). Called and returns with `l` (on rolled_mu_) held; drops it
   // while writing. Leaves early when a rolled segment waits to be closed.
   void ZeroAhead(std::unique_lock<std::mutex>& l);
+  // Writes and syncs zeros to [from, to) of seg through seg->zero_file,
+  // with `l` (on rolled_mu_) dropped meanwhile; the range is busy for
+  // ClaimForWrite until then. On failure logs it, stops zeroing seg and
+  // returns false.
+  bool WriteZeros(std::unique_lock<std::mutex>& l, const std::shared_ptr<Segment>& seg,
+                  uint64_t from, uint64_t to);
   // The next chunk ZeroAhead would zero in zero_seg_, if any: from
   // max(zero_end_, writer_end_ + kZeroGap), up to zero_ahead_bytes past the
   // writer's end and never past segment_bytes. Requires rolled_mu_ held.

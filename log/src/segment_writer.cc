@@ -266,24 +266,30 @@ void SegmentStoreImpl::ZeroAhead(std::unique_lock<std::mutex>& l) {
       continue;
     }
     std::shared_ptr<Segment> seg = zero_seg_;
-    zero_busy_seg_ = seg.get();
-    zero_busy_from_ = from;
-    zero_busy_to_ = to;
-    l.unlock();
-    const ConstBuffer chunk(ZeroBytes(), to - from);
-    Status st = seg->zero_file->Write(from, std::span<const ConstBuffer>(&chunk, 1), true);
-    l.lock();
-    zero_busy_seg_ = nullptr;
-    rolled_cv_.notify_all();  // a writer waiting in ClaimForWrite, WaitForRolledSegments
-    if (!st.ok()) {
-      // Only speed is lost: group commits extend the file as without it.
-      spdlog::warn("log store {}: zero-ahead of {} stopped: {}", options_.dir, seg->path,
-                   st.ToString());
-      seg->zero_file.reset();
-      return;
-    }
+    if (!WriteZeros(l, seg, from, to)) return;
     if (zero_seg_ == seg) zero_end_ = std::max(zero_end_, to);
   }
+}
+
+bool SegmentStoreImpl::WriteZeros(std::unique_lock<std::mutex>& l,
+                                  const std::shared_ptr<Segment>& seg, uint64_t from, uint64_t to) {
+  zero_busy_seg_ = seg.get();
+  zero_busy_from_ = from;
+  zero_busy_to_ = to;
+  l.unlock();
+  const ConstBuffer chunk(ZeroBytes(), to - from);
+  Status st = seg->zero_file->Write(from, std::span<const ConstBuffer>(&chunk, 1), true);
+  l.lock();
+  zero_busy_seg_ = nullptr;
+  // A writer waiting in ClaimForWrite, a WaitForRolledSegments or
+  // DropNextSegment.
+  rolled_cv_.notify_all();
+  if (st.ok()) return true;
+  // Only speed is lost: group commits there grow the file, as without it.
+  spdlog::warn("log store {}: writing zeros ahead in {} stopped: {}", options_.dir, seg->path,
+               st.ToString());
+  seg->zero_file.reset();
+  return false;
 }
 
 uint64_t SegmentStoreImpl::NextZeroTarget() const {
@@ -328,22 +334,8 @@ void SegmentStoreImpl::PrepareNextSegment(std::unique_lock<std::mutex>& l) {
   std::shared_ptr<Segment> seg = next_seg_;
   const uint64_t from = next_zero_end_;
   const uint64_t to = std::min(from + kZeroChunk, NextZeroTarget());
-  zero_busy_seg_ = seg.get();
-  zero_busy_from_ = from;
-  zero_busy_to_ = to;
-  l.unlock();
-  const ConstBuffer chunk(ZeroBytes(), to - from);
-  Status st = seg->zero_file->Write(from, std::span<const ConstBuffer>(&chunk, 1), true);
-  l.lock();
-  zero_busy_seg_ = nullptr;
-  rolled_cv_.notify_all();  // a writer that rolled into it, waiting in ClaimForWrite
-  if (!st.ok()) {
-    // Only speed is lost: the roll still takes it, with fewer zeros.
-    spdlog::warn("log store {}: zeroing {} ahead of its roll stopped: {}", options_.dir, seg->path,
-                 st.ToString());
-    seg->zero_file.reset();
-    return;
-  }
+  // On failure the roll still takes it, with fewer zeros.
+  if (!WriteZeros(l, seg, from, to)) return;
   if (next_seg_ == seg) {
     next_zero_end_ = std::max(next_zero_end_, to);
   } else if (zero_seg_ == seg) {  // rolled into while this chunk was written
