@@ -48,10 +48,11 @@ struct ClientOptions {
   // queued append and other batches are still on their way, the next cut
   // waits until batch_spacing x (batch time / append_threads) after it, so
   // appends arriving meanwhile join one batch; the batch time is the
-  // shortest of the last 16 (one slowed by a stall does not stretch it). Without it, a thread
-  // that frees up cuts whatever few appends arrived since the last cut:
-  // the threads fall into step, cutting tiny batches back to back, then
-  // leave every newcomer queued until one of them is free again (measured
+  // shortest of the last 16 (one slowed by a stall does not stretch it).
+  // Without it, a thread that frees up cuts whatever few appends arrived
+  // since the last cut: the threads fall into step, cutting tiny batches
+  // back to back, then leave every newcomer queued until one of them is
+  // free again (measured
   // at 100,000 appends/s with 4 threads: cut-to-cut gaps p50 0.28 ms, p99
   // 2.5 ms). Never applies with no batch in flight (a lone caller, a lull)
   // or one append thread; appends a cut leaves queued (other stream sets,
@@ -59,7 +60,7 @@ struct ClientOptions {
   // is free) and 1 (cuts evenly spread over a batch time); values outside
   // are clamped. With the 2 default threads, 1 gave a lower p99 than 0.75
   // at 100,000 appends/s in 3 of 4 pairs and slightly less CPU per append
-  // (bench/README.md, session 13).
+  // (bench/README.md, session 13, when the batch time was an average).
   double batch_spacing = 1.0;
   // Written into every entry's metadata.
   std::string principal;
