@@ -1,10 +1,12 @@
 // How long a batch takes, for batch spacing (ClientOptions::batch_spacing):
-// the shortest of the last kSamples batch times, i.e. what a batch takes
-// when nothing holds it up. A mean would be pulled up by every batch that
-// waited out a slow disk or a busy core; the longer spacing would then grow
-// the batches that drain the backlog, making them slower too, so a stall
-// of a few milliseconds would keep appends slow for tens more. A lasting
-// slowdown still shows after kSamples batches.
+// the median of the last kSamples batch times. A mean is pulled up by
+// every batch that waited out a slow disk or a busy core; the longer
+// spacing then grows the batches that drain the backlog, making them
+// slower too, so a stall of a few milliseconds kept appends slow for tens
+// more. The median ignores such batches while they are fewer than half of
+// the window, and follows a lasting slowdown once they are not (the
+// shortest batch time, tried too, follows it only after kSamples batches:
+// meanwhile the spacing is too short and the threads fall into step).
 //
 // Not thread-safe (the client guards it with its queue mutex).
 
@@ -27,11 +29,14 @@ class BatchPace {
     ++added_;
   }
 
-  // 0 until a batch was added.
+  // The median (the upper one of an even count) of the last kSamples
+  // batch times; 0 until a batch was added.
   int64_t BatchNanos() const {
     if (added_ == 0) return 0;
     const size_t n = static_cast<size_t>(std::min<uint64_t>(added_, kSamples));
-    return *std::min_element(recent_.begin(), recent_.begin() + n);
+    std::array<int64_t, kSamples> sorted = recent_;
+    std::nth_element(sorted.begin(), sorted.begin() + n / 2, sorted.begin() + n);
+    return sorted[n / 2];
   }
 
  private:

@@ -66,11 +66,12 @@ int64_t Client::Impl::NextCutNanos() const {
   // Spacing is for cuts while other batches are on their way: with none in
   // flight (a lone caller, a lull) or a single thread, cut at once.
   if (!last_cut_drained || batches_in_flight == 0 || options.append_threads < 2 ||
-      options.batch_spacing <= 0 || pace.BatchNanos() == 0) {
+      options.batch_spacing <= 0) {
     return 0;
   }
-  const double gap =
-      options.batch_spacing * static_cast<double>(pace.BatchNanos()) / options.append_threads;
+  const int64_t batch = pace.BatchNanos();
+  if (batch == 0) return 0;
+  const double gap = options.batch_spacing * static_cast<double>(batch) / options.append_threads;
   return last_cut_nanos + static_cast<int64_t>(gap);
 }
 

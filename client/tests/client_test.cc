@@ -359,20 +359,19 @@ TEST_F(ClientSpacingTest, SpacesConcurrentCutsButNeverALoneCaller) {
   EXPECT_EQ(client->stats().appends, 50u + 8 * 40);
 }
 
-TEST(BatchPaceTest, IsTheShortestRecentBatchSoAStallDoesNotStretchIt) {
+TEST(BatchPaceTest, IsTheRecentMedianSoAStallDoesNotStretchIt) {
   internal::BatchPace pace;
   EXPECT_EQ(pace.BatchNanos(), 0);  // nothing to pace by yet
+  pace.Add(7);
+  EXPECT_EQ(pace.BatchNanos(), 7);
   for (int i = 0; i < 20; ++i) pace.Add(1'000'000 + i);
-  EXPECT_EQ(pace.BatchNanos(), 1'000'004);  // the shortest of the last 16
-  // Batches that waited out a stall, and the big ones that drained it.
-  pace.Add(200'000'000);
-  for (int i = 0; i < 5; ++i) pace.Add(3'000'000);
-  EXPECT_EQ(pace.BatchNanos(), 1'000'010);
-  // A lasting slowdown shows once it fills the window.
-  for (size_t i = 0; i + 1 < internal::BatchPace::kSamples - 6; ++i) pace.Add(3'000'000);
+  EXPECT_EQ(pace.BatchNanos(), 1'000'012);  // the median of the last 16 (4..19)
+  // Batches that waited out a stall, fewer than half of the window: ignored.
+  for (int i = 0; i < 7; ++i) pace.Add(200'000'000);
   EXPECT_EQ(pace.BatchNanos(), 1'000'019);
-  pace.Add(3'000'000);
-  EXPECT_EQ(pace.BatchNanos(), 3'000'000);
+  // Half of the window: a lasting slowdown, followed.
+  pace.Add(200'000'000);
+  EXPECT_EQ(pace.BatchNanos(), 200'000'000);
 }
 
 TEST_F(ClientSpacingTest, ZeroSpacingCutsAsSoonAsAThreadIsFree) {

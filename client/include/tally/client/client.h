@@ -48,7 +48,7 @@ struct ClientOptions {
   // queued append and other batches are still on their way, the next cut
   // waits until batch_spacing x (batch time / append_threads) after it, so
   // appends arriving meanwhile join one batch; the batch time is the
-  // shortest of the last 16 (one slowed by a stall does not stretch it).
+  // median of the last 16 (a few slowed by a stall do not stretch it).
   // Without it, a thread that frees up cuts whatever few appends arrived
   // since the last cut: the threads fall into step, cutting tiny batches
   // back to back, then leave every newcomer queued until one of them is
