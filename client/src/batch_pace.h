@@ -1,9 +1,9 @@
 // How long a batch takes, for batch spacing (ClientOptions::batch_spacing):
-// the median of the last kSamples batch times. A mean is pulled up by
-// every batch that waited out a slow disk or a busy core; the longer
-// spacing then grows the batches that drain the backlog, making them
-// slower too, so a stall of a few milliseconds kept appends slow for tens
-// more. The median ignores such batches while they are fewer than half of
+// the median of the last kSamples batch times. The mean used before was
+// pulled up by every batch that waited out a slow disk or a busy core; the
+// longer spacing then grew the batches that drained the backlog, making
+// them slower too, so a stall of a few milliseconds kept appends slow for
+// tens more. The median ignores such batches while they are fewer than half of
 // the window, and follows a lasting slowdown once they are not (the
 // shortest batch time, tried too, follows it only after kSamples batches:
 // meanwhile the spacing is too short and the threads fall into step).
