@@ -98,7 +98,7 @@ SegmentStoreImpl::~SegmentStoreImpl() {
   }
   rolled_cv_.notify_all();
   if (indexer_.joinable()) indexer_.join();
-  DropNextSegment(/*remove_file=*/true);
+  DropNextSegment();
   // A clean close leaves the open segment without its zero tail (recovery
   // would read it as the clean end anyway).
   if (open_ != nullptr && zero_ahead_) {

@@ -181,10 +181,9 @@ class SegmentStoreImpl final : public SegmentStore {
   // The prepared segment for RollSegment, if it follows open_ (waits while
   // one is being created); sets *zeroed to the bytes zeroed at its start.
   std::shared_ptr<Segment> TakeNextSegment(uint64_t* zeroed);
-  // Forgets the prepared segment, if any, and with `remove_file` removes
-  // its file (it holds no record). Requires the writer to be quiesced or
-  // gone.
-  void DropNextSegment(bool remove_file);
+  // Forgets the prepared segment, if any, and removes its file (it holds
+  // no record). Requires the writer to be quiesced or gone.
+  void DropNextSegment();
   // Truncates seg's file to `size` (and syncs) if it is longer: drops the
   // zeros written ahead past its last record.
   Status CutZeroTail(Segment* seg, uint64_t size);

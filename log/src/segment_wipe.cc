@@ -116,9 +116,10 @@ Status SegmentStoreImpl::WipeMarked() {
     std::unique_lock<std::mutex> l(rolled_mu_);
     rolled_cv_.wait(l, [&] { return !next_creating_ && zero_busy_seg_ == nullptr; });
     zero_seg_ = nullptr;
+    next_seg_ = nullptr;
+    next_zero_end_ = 0;
     next_failed_id_ = 0;
   }
-  DropNextSegment(/*remove_file=*/false);
   old.clear();  // closes the files (a racing Read may hold one a moment longer)
   TALLY_RETURN_IF_ERROR(EraseSegmentData());
   std::shared_ptr<Segment> seg;

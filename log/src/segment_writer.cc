@@ -366,11 +366,11 @@ std::shared_ptr<Segment> SegmentStoreImpl::TakeNextSegment(uint64_t* zeroed) {
   // rolls and wipes change open_, and both take or drop it).
   spdlog::error("log store {}: segment {} was prepared while segment {} is open; removing it",
                 options_.dir, stale, open_->id);
-  DropNextSegment(/*remove_file=*/true);
+  DropNextSegment();
   return nullptr;
 }
 
-void SegmentStoreImpl::DropNextSegment(bool remove_file) {
+void SegmentStoreImpl::DropNextSegment() {
   std::shared_ptr<Segment> next;
   {
     std::unique_lock<std::mutex> l(rolled_mu_);
@@ -381,7 +381,7 @@ void SegmentStoreImpl::DropNextSegment(bool remove_file) {
     next_seg_ = nullptr;
     next_zero_end_ = 0;
   }
-  if (next == nullptr || !remove_file) return;
+  if (next == nullptr) return;
   next->zero_file.reset();
   next->file.reset();
   // It holds zeros only. Left behind (a failed removal, or a crash before
