@@ -3,13 +3,9 @@
 #include <fmt/format.h>
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cstring>
-#include <exception>
-
-#include "tally/base/address_map.h"
 
 namespace tally::log {
 
@@ -20,17 +16,25 @@ constexpr std::string_view kSealedEpochKey = "meta/sealed_epoch";
 constexpr std::string_view kTrimMarkKey = "meta/trim_mark";
 constexpr std::string_view kWipeKey = "meta/wipe";
 constexpr std::string_view kSegmentPrefix = "seg/";
+constexpr std::string_view kPartPrefix = "segpart/";
+// Just past every segpart/ key ('0' follows '/').
+constexpr std::string_view kPartPrefixEnd = "segpart0";
 constexpr uint32_t kMetadataFormat = 1;
-// Segment index versions (docs/log-format.md). TSI2 is written; TSI1 (fixed
-// 28-byte entries, 7x larger) is still read.
-constexpr uint32_t kSegmentIndexMagicV1 = 0x31495354;  // "TSI1"
-constexpr uint32_t kSegmentIndexMagic = 0x32495354;    // "TSI2"
-constexpr size_t kEntryBytesV1 = 8 + 8 + 8 + 4;
-// At most, per TSI2 entry: three zigzag varint64 deltas and a varint32.
-constexpr size_t kMaxEntryBytes = 10 + 10 + 10 + 5;
-constexpr size_t kChunk = 1024;  // entries encoded per resize of the output
 
 std::string SegmentKey(uint32_t id) { return fmt::format("seg/{:020}", id); }
+// The prefix of segment `id`'s part keys, and the key just past them.
+std::string PartPrefix(uint32_t id) { return fmt::format("segpart/{:020}/", id); }
+std::string PartPrefixEnd(uint32_t id) { return fmt::format("segpart/{:020}0", id); }
+std::string PartKey(uint32_t id, uint32_t number) {
+  return fmt::format("segpart/{:020}/{:010}", id, number);
+}
+
+// The id in a seg/<20 digits> or segpart/<20 digits>/... key after `prefix`.
+uint32_t IdAfter(std::string_view key, std::string_view prefix) {
+  uint64_t id = 0;
+  for (char c : key.substr(prefix.size(), 20)) id = id * 10 + static_cast<uint64_t>(c - '0');
+  return static_cast<uint32_t>(id);
+}
 
 Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   if (s.ok()) return Status::OK();
@@ -38,188 +42,7 @@ Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   return IoError(fmt::format("metadata {}: {}", what, s.ToString()));
 }
 
-class Writer {
- public:
-  template <typename T>
-  void Put(T v) {
-    char b[sizeof(T)];
-    std::memcpy(b, &v, sizeof(T));
-    out_.append(b, sizeof(T));
-  }
-  void PutBytes(const char* p, size_t n) { out_.append(p, n); }
-  std::string& out() { return out_; }
-
- private:
-  std::string out_;
-};
-
-class Reader {
- public:
-  explicit Reader(std::string_view in) : in_(in) {}
-  template <typename T>
-  bool Get(T* v) {
-    if (in_.size() < sizeof(T)) return false;
-    std::memcpy(v, in_.data(), sizeof(T));
-    in_.remove_prefix(sizeof(T));
-    return true;
-  }
-  bool Take(size_t n, std::string_view* out) {
-    if (in_.size() < n) return false;
-    *out = in_.substr(0, n);
-    in_.remove_prefix(n);
-    return true;
-  }
-  size_t remaining() const { return in_.size(); }
-  std::string_view rest() const { return in_; }
-
- private:
-  std::string_view in_;
-};
-
-uint64_t ZigZag(int64_t v) {
-  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
-}
-int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
-
-char* PutVarint(uint64_t v, char* p) {
-  while (v >= 0x80) {
-    *p++ = static_cast<char>(v | 0x80);
-    v >>= 7;
-  }
-  *p++ = static_cast<char>(v);
-  return p;
-}
-
-// Decodes a varint of at most `max_bytes` from [*p, end); false if it is
-// cut short or longer.
-bool GetVarint(const char** p, const char* end, uint64_t* v, int max_bytes = 10) {
-  uint64_t out = 0;
-  for (int i = 0, shift = 0; i < max_bytes && *p < end; ++i, shift += 7) {
-    const auto b = static_cast<uint8_t>(*(*p)++);
-    out |= static_cast<uint64_t>(b & 0x7f) << shift;
-    if ((b & 0x80) == 0) {
-      *v = out;
-      return true;
-    }
-  }
-  return false;
-}
-
 }  // namespace
-
-std::string EncodeSegmentIndex(const SegmentIndexData& data) {
-  Writer w;
-  size_t bitmap_bytes = 0;
-  for (const auto& [id, bm] : data.streams) bitmap_bytes += 20 + bm.getSizeInBytes(true);
-  w.out().reserve(40 + data.entries.size() * 6 + kChunk * kMaxEntryBytes + bitmap_bytes + 8);
-  w.Put<uint32_t>(kSegmentIndexMagic);
-  w.Put<uint32_t>(data.segment_id);
-  w.Put<uint64_t>(data.file_size);
-  w.Put<uint64_t>(data.entries.size());
-  // Deltas from the entry before (file order): addresses step by the
-  // stripe count, epochs rarely change, and each record starts where the
-  // one before ended, so most entries take 4-5 bytes instead of 28.
-  std::string& out = w.out();
-  uint64_t address = 0, epoch = 0, end = 0;
-  for (size_t first = 0; first < data.entries.size(); first += kChunk) {
-    const size_t last = std::min(data.entries.size(), first + kChunk);
-    const size_t at = out.size();
-    out.resize(at + (last - first) * kMaxEntryBytes);
-    char* p = out.data() + at;
-    for (size_t i = first; i < last; ++i) {
-      const IndexEntry& e = data.entries[i];
-      p = PutVarint(ZigZag(static_cast<int64_t>(e.address - address)), p);
-      p = PutVarint(ZigZag(static_cast<int64_t>(e.epoch - epoch)), p);
-      p = PutVarint(ZigZag(static_cast<int64_t>(e.offset - end)), p);
-      // State in the low bits so that a short record takes 2 bytes, not 5.
-      p = PutVarint((static_cast<uint64_t>(e.length()) << 2) | (e.length_state >> 30), p);
-      address = e.address;
-      epoch = e.epoch;
-      end = e.offset + e.length();
-    }
-    out.resize(static_cast<size_t>(p - out.data()));
-  }
-  w.Put<uint32_t>(static_cast<uint32_t>(data.streams.size()));
-  std::string blob;
-  for (const auto& [id, bm] : data.streams) {
-    blob.resize(bm.getSizeInBytes(true));
-    bm.write(blob.data(), true);
-    w.Put<uint64_t>(id.hi);
-    w.Put<uint64_t>(id.lo);
-    w.Put<uint32_t>(static_cast<uint32_t>(blob.size()));
-    w.PutBytes(blob.data(), blob.size());
-  }
-  w.Put<uint64_t>(XXH3_64bits(w.out().data(), w.out().size()));
-  return std::move(w.out());
-}
-
-Status DecodeSegmentIndex(std::string_view bytes, SegmentIndexData* out) {
-  auto bad = [&](std::string_view why) {
-    return Corruption(fmt::format("segment index ({} bytes) is damaged: {}", bytes.size(), why));
-  };
-  if (bytes.size() < 8) return bad("too short");
-  uint64_t stored;
-  std::memcpy(&stored, bytes.data() + bytes.size() - 8, 8);
-  std::string_view body = bytes.substr(0, bytes.size() - 8);
-  if (XXH3_64bits(body.data(), body.size()) != stored) return bad("checksum mismatch");
-  Reader r(body);
-  uint32_t magic = 0;
-  uint64_t count = 0;
-  if (!r.Get(&magic) || (magic != kSegmentIndexMagic && magic != kSegmentIndexMagicV1)) {
-    return bad("unknown magic or version");
-  }
-  if (!r.Get(&out->segment_id) || !r.Get(&out->file_size) || !r.Get(&count)) return bad("header");
-  if (magic == kSegmentIndexMagicV1) {
-    if (count > r.remaining() / kEntryBytesV1) return bad("entry count exceeds the bytes");
-    out->entries.resize(count);
-    for (IndexEntry& e : out->entries) {
-      (void)(r.Get(&e.address) && r.Get(&e.epoch) && r.Get(&e.offset) && r.Get(&e.length_state));
-      e.segment = out->segment_id;
-    }
-  } else {
-    // Every entry takes at least 4 bytes.
-    if (count > r.remaining() / 4) return bad("entry count exceeds the bytes");
-    out->entries.resize(count);
-    const char* p = r.rest().data();
-    const char* const end_of_bytes = p + r.remaining();
-    uint64_t address = 0, epoch = 0, end = 0;
-    for (IndexEntry& e : out->entries) {
-      uint64_t da = 0, de = 0, doff = 0, ls = 0;
-      if (!GetVarint(&p, end_of_bytes, &da) || !GetVarint(&p, end_of_bytes, &de) ||
-          !GetVarint(&p, end_of_bytes, &doff) || !GetVarint(&p, end_of_bytes, &ls, 5) ||
-          (ls >> 2) > IndexEntry::kLengthMask) {
-        return bad("entry list");
-      }
-      e.address = address + static_cast<uint64_t>(UnZigZag(da));
-      e.epoch = epoch + static_cast<uint64_t>(UnZigZag(de));
-      e.offset = end + static_cast<uint64_t>(UnZigZag(doff));
-      e.Set(static_cast<EntryState>(ls & 3), static_cast<uint32_t>(ls >> 2));
-      e.segment = out->segment_id;
-      address = e.address;
-      epoch = e.epoch;
-      end = e.offset + e.length();
-    }
-    std::string_view skipped;
-    r.Take(static_cast<size_t>(p - r.rest().data()), &skipped);
-  }
-  uint32_t nstreams = 0;
-  if (!r.Get(&nstreams)) return bad("stream count");
-  out->streams.clear();
-  out->streams.reserve(nstreams);
-  for (uint32_t i = 0; i < nstreams; ++i) {
-    StreamId id;
-    uint32_t len = 0;
-    std::string_view blob;
-    if (!r.Get(&id.hi) || !r.Get(&id.lo) || !r.Get(&len) || !r.Take(len, &blob)) {
-      return bad("stream entry");
-    }
-    auto map = ParseAddressMap(blob, "stream bitmap");
-    if (!map.ok()) return bad(map.status().message());
-    out->streams.emplace_back(id, std::move(*map));
-  }
-  if (r.remaining() != 0) return bad("trailing bytes");
-  return Status::OK();
-}
 
 MetadataStore::MetadataStore(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
 
@@ -310,6 +133,7 @@ Status MetadataStore::FinishWipe() {
   // crash leaves either all of them (and the wipe is redone) or none.
   rocksdb::WriteBatch batch;
   for (uint32_t id : ids) batch.Delete(SegmentKey(id));
+  batch.DeleteRange(kPartPrefix, kPartPrefixEnd);
   batch.Delete(kTrimMarkKey);
   batch.Delete(kWipeKey);
   rocksdb::WriteOptions wo;
@@ -322,36 +146,80 @@ Status MetadataStore::FinishWipe() {
   return Status::OK();
 }
 
-Status MetadataStore::PutSegmentIndex(uint32_t segment_id, const std::string& blob) {
-  return FromRocks(db_->Put(rocksdb::WriteOptions(), SegmentKey(segment_id), blob),
-                   "write " + SegmentKey(segment_id));
+Status MetadataStore::PutIndexPart(uint32_t segment_id, uint32_t number, const std::string& blob) {
+  const std::string key = PartKey(segment_id, number);
+  return FromRocks(db_->Put(rocksdb::WriteOptions(), key, blob), "write " + key);
+}
+
+Status MetadataStore::PutSegmentIndex(uint32_t segment_id, const std::string& close,
+                                      std::span<const std::pair<uint32_t, std::string>> parts) {
+  rocksdb::WriteBatch batch;
+  for (const auto& [number, blob] : parts) batch.Put(PartKey(segment_id, number), blob);
+  batch.Put(SegmentKey(segment_id), close);
+  return FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "write " + SegmentKey(segment_id));
 }
 
 Result<std::vector<uint32_t>> MetadataStore::ListSegmentIndexes() {
   std::vector<uint32_t> ids;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek(kSegmentPrefix); it->Valid() && it->key().starts_with(kSegmentPrefix); it->Next()) {
-    std::string_view digits = it->key().ToStringView().substr(kSegmentPrefix.size());
-    uint64_t id = 0;
-    for (char c : digits) id = id * 10 + static_cast<uint64_t>(c - '0');
-    ids.push_back(static_cast<uint32_t>(id));
+    ids.push_back(IdAfter(it->key().ToStringView(), kSegmentPrefix));
+  }
+  // Part keys sort by segment id: skip to the next segment's after each.
+  for (it->Seek(kPartPrefix); it->Valid() && it->key().starts_with(kPartPrefix);
+       it->Seek(PartPrefixEnd(ids.back()))) {
+    ids.push_back(IdAfter(it->key().ToStringView(), kPartPrefix));
   }
   TALLY_RETURN_IF_ERROR(FromRocks(it->status(), "list segment indexes"));
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   return ids;
 }
 
-Result<std::string> MetadataStore::GetSegmentIndex(uint32_t segment_id) {
-  std::string v;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), SegmentKey(segment_id), &v);
+Status MetadataStore::LoadSegmentIndex(uint32_t segment_id, SegmentIndexData* out) {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), SegmentKey(segment_id), &value);
   if (s.IsNotFound()) return NotFound("no stored index for segment " + std::to_string(segment_id));
   TALLY_RETURN_IF_ERROR(FromRocks(s, "read " + SegmentKey(segment_id)));
-  return v;
+  SegmentIndexClose close;
+  bool has_parts = false;
+  TALLY_RETURN_IF_ERROR(DecodeSegmentIndex(value, out, &close, &has_parts));
+  if (!has_parts) return Status::OK();
+  if (close.segment_id != segment_id) {
+    return Corruption(fmt::format("the stored index of segment {} names segment {}", segment_id,
+                                  close.segment_id));
+  }
+  out->segment_id = segment_id;
+  out->file_size = close.file_size;
+  out->entries.clear();
+  out->entries.reserve(close.entries);
+  out->streams.clear();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  it->Seek(PartKey(segment_id, 0));
+  for (uint32_t n = 0; n < close.parts; ++n, it->Next()) {
+    if (!it->Valid() || it->key().ToStringView() != PartKey(segment_id, n)) {
+      TALLY_RETURN_IF_ERROR(FromRocks(it->status(), "read " + PartKey(segment_id, n)));
+      return Corruption(fmt::format("part {} of the {}-part index of segment {} is missing", n,
+                                    close.parts, segment_id));
+    }
+    TALLY_RETURN_IF_ERROR(DecodeIndexPart(it->value().ToStringView(), close, n, out));
+  }
+  if (out->entries.size() != close.entries) {
+    return Corruption(
+        fmt::format("the {} parts of the index of segment {} hold {} entries, its "
+                    "closing record says {}",
+                    close.parts, segment_id, out->entries.size(), close.entries));
+  }
+  return Status::OK();
 }
 
 Status MetadataStore::DeleteSegmentIndexes(const std::vector<uint32_t>& segment_ids) {
   if (segment_ids.empty()) return Status::OK();
   rocksdb::WriteBatch batch;
-  for (uint32_t id : segment_ids) batch.Delete(SegmentKey(id));
+  for (uint32_t id : segment_ids) {
+    batch.Delete(SegmentKey(id));
+    batch.DeleteRange(PartPrefix(id), PartPrefixEnd(id));
+  }
   return FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "delete segment indexes");
 }
 

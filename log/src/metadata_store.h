@@ -8,19 +8,22 @@
 //   meta/trim_mark           u64 (written with sync)
 //   meta/wipe                u64: a wipe (at that epoch) is in progress; see
 //                            SegmentStore::Wipe (written with sync)
-//   seg/<20-digit id>        the index of a closed segment (SegmentIndexData)
+//   seg/<20-digit id>        a closed segment's index: its closing record,
+//                            or (stores before 2026-11-25) the whole index
+//   segpart/<20-digit id>/<10-digit n>
+//                            part n of a segment's index (segment_index.h)
 //
 // Integers are little-endian. Thread-safe (RocksDB is).
 
 #include <cstdint>
 #include <memory>
-#include <roaring/roaring64map.hh>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
-#include "address_index.h"
+#include "segment_index.h"
 #include "tally/base/ids.h"
 #include "tally/base/result.h"
 
@@ -30,19 +33,6 @@ class Env;
 }  // namespace rocksdb
 
 namespace tally::log {
-
-// Everything needed to serve a closed segment without scanning it.
-struct SegmentIndexData {
-  uint32_t segment_id = 0;
-  uint64_t file_size = 0;           // bytes of the file when it was closed
-  std::vector<IndexEntry> entries;  // durable and corrupt records, file order
-  std::vector<std::pair<StreamId, Roaring64Map>> streams;
-};
-
-// Serializes `data` (checksummed; see docs/log-format.md).
-std::string EncodeSegmentIndex(const SegmentIndexData& data);
-// Errors: Corruption if the bytes are damaged or of an unknown version.
-Status DecodeSegmentIndex(std::string_view bytes, SegmentIndexData* out);
 
 class MetadataStore {
  public:
@@ -69,14 +59,21 @@ class MetadataStore {
   Status BeginWipe(uint64_t epoch);
   Status FinishWipe();
 
-  // Not synced: a lost segment index only means that segment is scanned at
-  // the next start. Errors: IoError.
-  Status PutSegmentIndex(uint32_t segment_id, const std::string& blob);
-  // Segment ids that have a stored index, ascending. Errors: IoError.
+  // Segment indexes are not synced: a lost one only means that segment is
+  // scanned at the next start. Errors: IoError.
+  //
+  // Part `number` of segment `segment_id`'s index, stored while it fills.
+  Status PutIndexPart(uint32_t segment_id, uint32_t number, const std::string& blob);
+  // The closing record and the parts not yet stored, in one batch.
+  Status PutSegmentIndex(uint32_t segment_id, const std::string& close,
+                         std::span<const std::pair<uint32_t, std::string>> parts);
+  // Segment ids with anything stored (a closing record or parts), ascending.
   Result<std::vector<uint32_t>> ListSegmentIndexes();
-  // Errors: NotFound, IoError.
-  Result<std::string> GetSegmentIndex(uint32_t segment_id);
-  // Errors: IoError.
+  // The stored index of a closed segment, its parts checked against the
+  // closing record. Errors: NotFound (none stored, or only parts: the
+  // segment was never closed), Corruption (damaged or incomplete), IoError.
+  Status LoadSegmentIndex(uint32_t segment_id, SegmentIndexData* out);
+  // Deletes each segment's closing record and parts. Errors: IoError.
   Status DeleteSegmentIndexes(const std::vector<uint32_t>& segment_ids);
 
  private:

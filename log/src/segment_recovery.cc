@@ -107,8 +107,7 @@ Status SegmentStoreImpl::Recover(RecoveryReport* report) {
     bool loaded = false;
     if (has_index.count(seg->id) != 0) {
       SegmentIndexData data;
-      Result<std::string> blob = meta_->GetSegmentIndex(seg->id);
-      Status st = blob.ok() ? DecodeSegmentIndex(*blob, &data) : blob.status();
+      Status st = meta_->LoadSegmentIndex(seg->id, &data);
       if (st.ok() && (data.segment_id != seg->id || data.file_size != seg->size)) {
         st = Corruption(fmt::format("stored index describes {} bytes, the file has {}",
                                     data.file_size, seg->size));
@@ -118,16 +117,21 @@ Status SegmentStoreImpl::Recover(RecoveryReport* report) {
         for (auto& [stream, bm] : data.streams) streams_[stream] |= bm;
         seg->closed = true;
         loaded = true;
-      } else {
+      } else if (st.code() != Code::kNotFound) {
+        // NotFound: parts only, of the segment that was open.
         spdlog::warn("log store {}: segment {}: {}; scanning it instead", options_.dir, seg->id,
                      st.ToString());
       }
     }
     if (!loaded) {
-      OpenSegmentIndex idx;
+      // What was stored (parts of the segment that was open, or a damaged
+      // index) is rebuilt from the scan.
+      if (has_index.count(seg->id) != 0) {
+        Status st = meta_->DeleteSegmentIndexes({seg->id});
+        if (!st.ok()) spdlog::warn("log store {}: {}", options_.dir, st.ToString());
+      }
+      SegmentIndexBuilder idx(seg->id);
       TALLY_RETURN_IF_ERROR(ScanSegment(seg.get(), report, &idx));
-      for (const IndexEntry& e : idx.entries) AddRecovered(seg.get(), e);
-      for (const auto& [stream, bm] : idx.streams) streams_[stream] |= bm;
       if (is_last && seg->size < options_.segment_bytes) {
         TALLY_ASSIGN_OR_RETURN(const uint64_t physical, seg->file->Size());
         open_index_ = std::move(idx);
@@ -140,7 +144,7 @@ Status SegmentStoreImpl::Recover(RecoveryReport* report) {
       } else {
         // A zero tail goes: the stored index states the file's exact size.
         TALLY_RETURN_IF_ERROR(CutZeroTail(seg.get(), seg->size));
-        Status st = PersistSegmentIndex(seg->id, seg->size, std::move(idx));
+        Status st = PersistSegmentIndex(seg->size, std::move(idx));
         if (!st.ok()) spdlog::warn("log store {}: {}", options_.dir, st.ToString());
         seg->closed = true;
       }
@@ -153,6 +157,7 @@ Status SegmentStoreImpl::Recover(RecoveryReport* report) {
     TALLY_RETURN_IF_ERROR(CreateSegment(ids.empty() ? 1 : ids.back() + 1, &seg));
     segments_[seg->id] = seg;
     open_ = seg;
+    open_index_ = SegmentIndexBuilder(seg->id);
   }
   // A trim that crashed between persisting its mark and deleting files.
   if (trim_mark_ > 0) TALLY_RETURN_IF_ERROR(DropBelow(trim_mark_));
@@ -185,7 +190,12 @@ void SegmentStoreImpl::AddRecovered(Segment* seg, const IndexEntry& e) {
   written_.add(e.address);
 }
 
-Status SegmentStoreImpl::ScanSegment(Segment* seg, RecoveryReport* report, OpenSegmentIndex* out) {
+Status SegmentStoreImpl::ScanSegment(Segment* seg, RecoveryReport* report,
+                                     SegmentIndexBuilder* index) {
+  auto add = [&](const IndexEntry& e) {
+    AddRecovered(seg, e);
+    index->Add(e);
+  };
   std::string data(seg->size, '\0');
   TALLY_ASSIGN_OR_RETURN(size_t n, seg->file->Read(0, std::span<char>(data)));
   data.resize(n);
@@ -202,13 +212,17 @@ Status SegmentStoreImpl::ScanSegment(Segment* seg, RecoveryReport* report, OpenS
       e.offset = off;
       e.segment = seg->id;
       e.Set(EntryState::kDurable, static_cast<uint32_t>(h.total_size()));
-      out->entries.push_back(e);
+      add(e);
       const char* p = rest.data() + format::kHeaderSize;
       for (uint16_t i = 0; i < h.nstreams; ++i, p += format::kStreamIdSize) {
         StreamId s;
         std::memcpy(&s.hi, p, 8);
         std::memcpy(&s.lo, p + 8, 8);
-        out->streams[s].add(h.address);
+        streams_[s].add(h.address);
+        index->AddStream(s, h.address);
+      }
+      if (index->part_entries() >= options_.index_part_entries) {
+        StoreIndexPart(index->TakePart());
       }
       ++report->scanned_records;
       off += h.total_size();
@@ -254,7 +268,7 @@ Status SegmentStoreImpl::ScanSegment(Segment* seg, RecoveryReport* report, OpenS
       e.segment = seg->id;
       e.Set(EntryState::kCorrupt,
             static_cast<uint32_t>(std::min<uint64_t>(next - off, AddressIndex::kMaxLength)));
-      out->entries.push_back(e);
+      add(e);
       spdlog::error(
           "log store {}: record for address {} in {} at offset {} failed its checksum; "
           "it will not be served",

@@ -109,7 +109,6 @@ SegmentStoreImpl::~SegmentStoreImpl() {
 }
 
 void SegmentStoreImpl::Start() {
-  ReserveOpenIndex();
   if (options_.inline_writes) return;
   writer_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "tally-segwriter");

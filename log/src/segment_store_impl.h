@@ -10,7 +10,9 @@
 // Locking: mu_ guards the address index, the segment table, the queue and
 // the trim mark; bitmap_mu_ guards the address and stream bitmaps; the open
 // segment's own index (open_index_) and the serialization buffer belong to
-// the writer thread (with inline_writes: to whoever holds inline_mu_).
+// the writer thread (with inline_writes: to whoever holds inline_mu_);
+// rolled_mu_ guards what the writer hands the indexer thread (index parts,
+// rolled segments) and the zero-ahead state.
 // Lock order: inline_mu_ -> trim_mu_ -> seal_mu_ -> mu_ -> bitmap_mu_ (only
 // Wipe holds the first three together).
 
@@ -52,12 +54,6 @@ struct Segment {
     if (min_address == IndexEntry::kEmpty || address < min_address) min_address = address;
     if (address > max_address) max_address = address;
   }
-};
-
-// The per-segment index of the open segment, persisted when it closes.
-struct OpenSegmentIndex {
-  std::vector<IndexEntry> entries;
-  std::unordered_map<StreamId, Roaring64Map> streams;
 };
 
 // What publishing needs of one written record, gathered while the record
@@ -129,7 +125,13 @@ class SegmentStoreImpl final : public SegmentStore {
   void FailGroup(const Status& error);
   void CompleteGroup();
   Status RollSegment();
-  void ReserveOpenIndex();
+  // Hands open_index_'s part to be stored (when it has index_part_entries):
+  // to the indexer thread, or stores it here with inline_writes.
+  void MaybeStoreIndexPart();
+  // Stores one part of a segment's index (indexer thread; with
+  // inline_writes and in Recover, the caller). A failure is logged: that
+  // segment is scanned at the next start.
+  void StoreIndexPart(SegmentIndexPart part);
   // Indexer thread, when it has nothing else to do: faults in the next
   // slice of index_chunk_, and hands the chunk to index_ once all of it is.
   // A slice every kIndexChunkPause: a 2 MiB chunk in ~32 slices over
@@ -137,14 +139,18 @@ class SegmentStoreImpl final : public SegmentStore {
   void TouchIndexChunk();
   static constexpr size_t kIndexChunkSlice = 64 << 10;
   static constexpr std::chrono::milliseconds kIndexChunkPause{1};
-  Status PersistSegmentIndex(uint32_t id, uint64_t file_size, OpenSegmentIndex index);
+  // Stores the last part of `index` (if it holds entries) and its closing
+  // record, which states the segment's `file_size`.
+  Status PersistSegmentIndex(uint64_t file_size, SegmentIndexBuilder index);
   // Stores a rolled segment's index, then marks it closed (trimmable).
-  void CloseSegment(std::shared_ptr<Segment> seg, uint64_t file_size, OpenSegmentIndex index);
-  // The indexer thread: runs CloseSegment for rolled segments, so that the
-  // encoding and RocksDB write of a large index never stall group commits.
+  void CloseSegment(std::shared_ptr<Segment> seg, uint64_t file_size, SegmentIndexBuilder index);
+  // The indexer thread: stores index parts and runs CloseSegment for
+  // rolled segments, so that neither the encoding nor the RocksDB writes
+  // stall group commits.
   void IndexerLoop();
-  // Waits until every rolled segment is closed (its index stored) and no
-  // zero-ahead write is in progress.
+  // Waits until every index part handed over is stored, every rolled
+  // segment is closed (its index stored) and no zero-ahead write is in
+  // progress.
   void WaitForRolledSegments();
   // Zero-ahead, writer side: called before the group at [from, to) of
   // open_ is written. Waits while zeros are being written where the group
@@ -192,9 +198,9 @@ class SegmentStoreImpl final : public SegmentStore {
   void OpenZeroFile(Segment* seg);
 
   // segment_recovery.cc
-  Status LoadSegment(std::shared_ptr<Segment> seg, bool is_last, RecoveryReport* report,
-                     bool* scanned);
-  Status ScanSegment(Segment* seg, RecoveryReport* report, OpenSegmentIndex* out);
+  // Reads every record of seg's file into the store's index and bitmaps
+  // and into *index (storing its full parts), truncating a torn tail.
+  Status ScanSegment(Segment* seg, RecoveryReport* report, SegmentIndexBuilder* index);
   void AddRecovered(Segment* seg, const IndexEntry& e);
   Status CreateSegment(uint32_t id, std::shared_ptr<Segment>* out);
 
@@ -247,7 +253,7 @@ class SegmentStoreImpl final : public SegmentStore {
 
   // Writer thread only (inline_writes: under inline_mu_).
   std::shared_ptr<Segment> open_;
-  OpenSegmentIndex open_index_;
+  SegmentIndexBuilder open_index_;  // open_'s
   std::vector<PendingAppend> group_;
   std::vector<WrittenRecord> written_records_;  // the group's accepted records, in file order
   std::unique_ptr<char[]> buffer_;              // serialized group, reused
@@ -260,12 +266,15 @@ class SegmentStoreImpl final : public SegmentStore {
   struct RolledSegment {
     std::shared_ptr<Segment> segment;
     uint64_t file_size;
-    OpenSegmentIndex index;
+    SegmentIndexBuilder index;
   };
   std::mutex rolled_mu_;
   std::condition_variable rolled_cv_;
-  std::deque<RolledSegment> rolled_;  // GUARDED_BY(rolled_mu_)
-  bool indexer_busy_ = false;         // GUARDED_BY(rolled_mu_) one taken, not yet closed
+  // Full parts of the open segment's index (or of one rolled after them),
+  // to store before any later rolled segment is closed.
+  std::deque<SegmentIndexPart> index_parts_;  // GUARDED_BY(rolled_mu_)
+  std::deque<RolledSegment> rolled_;          // GUARDED_BY(rolled_mu_)
+  bool indexer_busy_ = false;  // GUARDED_BY(rolled_mu_) a part or segment taken, not yet stored
   // Zero-ahead state (all GUARDED_BY(rolled_mu_)); see ClaimForWrite.
   std::shared_ptr<Segment> zero_seg_;       // the open segment these describe
   uint64_t zero_end_ = 0;                   // zeros are durable in [.., zero_end_) of zero_seg_

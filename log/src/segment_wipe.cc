@@ -108,7 +108,7 @@ Status SegmentStoreImpl::WipeMarked() {
   // for a group with accepted records, and every record is refused until
   // wiping_ is cleared under mu_ (which publishes these writes to it).
   open_.reset();
-  open_index_ = OpenSegmentIndex{};
+  open_index_ = SegmentIndexBuilder{};
   // No more zeros or next segment after the old open segment (the indexer
   // does either only while zero_seg_ is set). A prepared next segment is
   // forgotten here; its file goes with the others in EraseSegmentData.
@@ -125,7 +125,7 @@ Status SegmentStoreImpl::WipeMarked() {
   std::shared_ptr<Segment> seg;
   TALLY_RETURN_IF_ERROR(CreateSegment(1, &seg).WithContext("wiped, but creating segment 1"));
   open_ = seg;
-  ReserveOpenIndex();
+  open_index_ = SegmentIndexBuilder(seg->id);
   std::lock_guard<std::mutex> l(mu_);
   segments_[seg->id] = std::move(seg);
   return Status::OK();

@@ -159,7 +159,7 @@ void SegmentStoreImpl::PublishGroup(uint64_t base, uint64_t total) {
         e->segment = seg_id;
         e->offset = offset;
         e->Set(EntryState::kDurable, recs[i].length);
-        open_index_.entries.push_back(*e);
+        open_index_.Add(*e);
         ++published;
       }
       offset += recs[i].length;
@@ -186,17 +186,36 @@ void SegmentStoreImpl::PublishGroup(uint64_t base, uint64_t total) {
       }
     }
   }
-  StreamId last_stream;
-  Roaring64Map* last_bitmap = nullptr;
   for (size_t i = 0; i < n; ++i) {
     for (uint32_t k = 0; k < recs[i].nstreams; ++k) {
-      const StreamId& s = recs[i].streams[k];
-      if (last_bitmap == nullptr || last_stream != s) {
-        last_stream = s;
-        last_bitmap = &open_index_.streams[s];
-      }
-      last_bitmap->add(recs[i].address);
+      open_index_.AddStream(recs[i].streams[k], recs[i].address);
     }
+  }
+  MaybeStoreIndexPart();
+}
+
+void SegmentStoreImpl::MaybeStoreIndexPart() {
+  if (open_index_.part_entries() < options_.index_part_entries) return;
+  if (options_.inline_writes) {
+    StoreIndexPart(open_index_.TakePart());
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> l(rolled_mu_);
+    index_parts_.push_back(open_index_.TakePart());
+  }
+  rolled_cv_.notify_all();
+}
+
+void SegmentStoreImpl::StoreIndexPart(SegmentIndexPart part) {
+  const uint32_t id = part.segment_id;
+  const uint32_t number = part.number;
+  Status st = meta_->PutIndexPart(id, number, EncodeIndexPart(part));
+  if (!st.ok()) {
+    spdlog::warn(
+        "log store {}: part {} of the index of segment {} not stored ({}); it will be "
+        "scanned at the next start",
+        options_.dir, number, id, st.ToString());
   }
 }
 
@@ -413,8 +432,7 @@ Status SegmentStoreImpl::RollSegment() {
   std::shared_ptr<Segment> next = TakeNextSegment(&zeroed);
   if (next == nullptr) TALLY_RETURN_IF_ERROR(CreateSegment(open_->id + 1, &next));
   RolledSegment rolled{open_, open_->size, std::move(open_index_)};
-  open_index_ = OpenSegmentIndex{};
-  ReserveOpenIndex();
+  open_index_ = SegmentIndexBuilder(next->id);
   {
     std::lock_guard<std::mutex> l(mu_);
     segments_[next->id] = next;
@@ -441,7 +459,7 @@ Status SegmentStoreImpl::RollSegment() {
 }
 
 void SegmentStoreImpl::CloseSegment(std::shared_ptr<Segment> seg, uint64_t file_size,
-                                    OpenSegmentIndex index) {
+                                    SegmentIndexBuilder index) {
   // Zeros written ahead past the last record go first: the stored index
   // describes the file's exact size (recovery checks it).
   seg->zero_file.reset();
@@ -455,7 +473,7 @@ void SegmentStoreImpl::CloseSegment(std::shared_ptr<Segment> seg, uint64_t file_
     seg->closed = true;
     return;
   }
-  st = PersistSegmentIndex(seg->id, file_size, std::move(index));
+  st = PersistSegmentIndex(file_size, std::move(index));
   if (!st.ok()) {
     spdlog::warn(
         "log store {}: index of segment {} not stored ({}); it will be scanned at the "
@@ -470,7 +488,8 @@ void SegmentStoreImpl::IndexerLoop() {
   std::unique_lock<std::mutex> l(rolled_mu_);
   while (true) {
     auto ready = [&] {
-      return indexer_stopping_ || !rolled_.empty() || zero_wanted_ || chunk_wanted_;
+      return indexer_stopping_ || !index_parts_.empty() || !rolled_.empty() || zero_wanted_ ||
+             chunk_wanted_;
     };
     if (index_chunk_.empty()) {
       rolled_cv_.wait(l, ready);
@@ -505,8 +524,21 @@ void SegmentStoreImpl::IndexerLoop() {
       l.lock();
       continue;
     }
+    if (!index_parts_.empty()) {
+      // Before any rolled segment: a segment's parts are queued before its
+      // roll, and its closing record must follow them.
+      SegmentIndexPart part = std::move(index_parts_.front());
+      index_parts_.pop_front();
+      indexer_busy_ = true;
+      l.unlock();
+      StoreIndexPart(std::move(part));
+      l.lock();
+      indexer_busy_ = false;
+      rolled_cv_.notify_all();  // WaitForRolledSegments
+      continue;
+    }
     if (rolled_.empty()) {
-      if (indexer_stopping_) return;  // every rolled segment is stored
+      if (indexer_stopping_) return;  // every part and rolled segment is stored
       zero_wanted_ = false;
       ZeroAhead(l);
       continue;
@@ -530,29 +562,18 @@ void SegmentStoreImpl::TouchIndexChunk() {
 
 void SegmentStoreImpl::WaitForRolledSegments() {
   std::unique_lock<std::mutex> l(rolled_mu_);
-  rolled_cv_.wait(l,
-                  [&] { return rolled_.empty() && !indexer_busy_ && zero_busy_seg_ == nullptr; });
+  rolled_cv_.wait(l, [&] {
+    return index_parts_.empty() && rolled_.empty() && !indexer_busy_ && zero_busy_seg_ == nullptr;
+  });
 }
 
-void SegmentStoreImpl::ReserveOpenIndex() {
-  // Avoids regrowing (and copying) the entry list while the segment fills;
-  // untouched reserved pages cost no memory.
-  const uint64_t expected = std::min<uint64_t>(options_.segment_bytes / 128, 1 << 20);
-  if (open_index_.entries.capacity() < expected) open_index_.entries.reserve(expected);
-}
-
-Status SegmentStoreImpl::PersistSegmentIndex(uint32_t id, uint64_t file_size,
-                                             OpenSegmentIndex index) {
-  SegmentIndexData data;
-  data.segment_id = id;
-  data.file_size = file_size;
-  data.entries = std::move(index.entries);
-  data.streams.reserve(index.streams.size());
-  for (auto& [stream, bm] : index.streams) {
-    bm.runOptimize();
-    data.streams.emplace_back(stream, std::move(bm));
+Status SegmentStoreImpl::PersistSegmentIndex(uint64_t file_size, SegmentIndexBuilder index) {
+  std::vector<std::pair<uint32_t, std::string>> last;
+  if (index.part_entries() > 0) {
+    SegmentIndexPart part = index.TakePart();
+    last.emplace_back(part.number, EncodeIndexPart(part));
   }
-  return meta_->PutSegmentIndex(id, EncodeSegmentIndex(data));
+  return meta_->PutSegmentIndex(index.segment_id(), index.EncodeClose(file_size), last);
 }
 
 Status SegmentStoreImpl::CreateSegment(uint32_t id, std::shared_ptr<Segment>* out) {

@@ -1,14 +1,18 @@
-// The stored segment index (docs/log-format.md): TSI2 round trips exactly,
-// stays small for the usual layout of a segment, still reads TSI1, and
-// refuses damaged bytes with Corruption.
+// The stored segment index (docs/log-format.md): an index built part by
+// part (TSI3) round trips exactly through its parts and closing record,
+// stays small for the usual layout of a segment, and refuses parts of
+// another segment, part or life; the older whole-index versions (TSI2,
+// TSI1) still read; damaged bytes are Corruption.
 
 #include <gtest/gtest.h>
 #include <xxhash.h>
 
 #include <cstring>
+#include <map>
 #include <random>
+#include <tuple>
 
-#include "metadata_store.h"
+#include "segment_index.h"
 
 namespace tally::log {
 namespace {
@@ -36,10 +40,20 @@ void ExpectSame(const SegmentIndexData& a, const SegmentIndexData& b) {
     EXPECT_EQ(b.entries[i].segment, a.segment_id);
   }
   ASSERT_EQ(a.streams.size(), b.streams.size());
+  // TSI2 and TSI1 list each stream once, in the order written.
   for (size_t i = 0; i < a.streams.size(); ++i) {
     EXPECT_EQ(a.streams[i].first, b.streams[i].first);
     EXPECT_TRUE(a.streams[i].second == b.streams[i].second);
   }
+}
+
+// Decodes a whole-index value (TSI2 or TSI1).
+Status DecodeWhole(std::string_view bytes, SegmentIndexData* out) {
+  SegmentIndexClose close;
+  bool has_parts = true;
+  Status st = DecodeSegmentIndex(bytes, out, &close, &has_parts);
+  EXPECT_FALSE(has_parts);
+  return st;
 }
 
 // A segment as a chain of one stripe out of `stripes` writes it: addresses
@@ -60,11 +74,11 @@ SegmentIndexData Contiguous(uint32_t id, size_t n, uint64_t stripes) {
   return d;
 }
 
-TEST(SegmentIndexFormat, RoundTripsASegmentWrittenInOrder) {
+TEST(SegmentIndexFormat, V2RoundTripsASegmentWrittenInOrder) {
   SegmentIndexData in = Contiguous(12, 10'000, 3);
-  std::string bytes = EncodeSegmentIndex(in);
+  std::string bytes = EncodeSegmentIndexV2(in);
   SegmentIndexData out;
-  ASSERT_TRUE(DecodeSegmentIndex(bytes, &out).ok());
+  ASSERT_TRUE(DecodeWhole(bytes, &out).ok());
   ExpectSame(in, out);
   // 4-5 bytes per entry (address, epoch and offset deltas of one byte, a
   // two-byte length): TSI1 took 28.
@@ -72,16 +86,18 @@ TEST(SegmentIndexFormat, RoundTripsASegmentWrittenInOrder) {
   EXPECT_LE(bytes.size() - bitmap, in.entries.size() * 5 + 64);
 }
 
-TEST(SegmentIndexFormat, RoundTripsOutOfOrderAddressesEpochChangesGapsAndCorruptRecords) {
+// Entries as no chain writes them in the usual way: any address (writers
+// race, hole fills, copies), epochs that go up and down between records,
+// gaps (a torn record skipped by the scan), huge values at the edges of
+// their types, corrupt records; a few streams.
+SegmentIndexData Irregular() {
   std::mt19937_64 rng(42);
   SegmentIndexData in;
   in.segment_id = 4'000'000'000u;
   uint64_t offset = 0;
   uint64_t epoch = 1;
+  Roaring64Map odd, big;
   for (int i = 0; i < 5'000; ++i) {
-    // Any address (writers race, hole fills, copies), epochs that go up and
-    // down between records, gaps (a torn record skipped by the scan), huge
-    // values at the edges of their types.
     uint64_t address = rng() % 4 == 0 ? rng() : rng() % 1'000'000;
     if (i == 7) address = 0;
     if (i == 8) address = UINT64_MAX - 1;
@@ -90,19 +106,28 @@ TEST(SegmentIndexFormat, RoundTripsOutOfOrderAddressesEpochChangesGapsAndCorrupt
     const uint32_t len = static_cast<uint32_t>(rng() % IndexEntry::kLengthMask) + 1;
     const EntryState st = rng() % 10 == 0 ? EntryState::kCorrupt : EntryState::kDurable;
     in.entries.push_back(Entry(address, epoch, offset, len, st));
+    if (address % 2 == 1) odd.add(address);
+    if (address > 1'000'000) big.add(address);
     offset += len;
   }
   in.file_size = offset;
+  in.streams.emplace_back(StreamId{3, 4}, std::move(odd));
+  in.streams.emplace_back(StreamId{~0ull, 5}, std::move(big));
+  return in;
+}
+
+TEST(SegmentIndexFormat, V2RoundTripsOutOfOrderAddressesEpochChangesGapsAndCorruptRecords) {
+  SegmentIndexData in = Irregular();
   SegmentIndexData out;
-  ASSERT_TRUE(DecodeSegmentIndex(EncodeSegmentIndex(in), &out).ok());
+  ASSERT_TRUE(DecodeWhole(EncodeSegmentIndexV2(in), &out).ok());
   ExpectSame(in, out);
 }
 
-TEST(SegmentIndexFormat, RoundTripsAnEmptySegment) {
+TEST(SegmentIndexFormat, V2RoundTripsAnEmptySegment) {
   SegmentIndexData in;
   in.segment_id = 3;
   SegmentIndexData out;
-  ASSERT_TRUE(DecodeSegmentIndex(EncodeSegmentIndex(in), &out).ok());
+  ASSERT_TRUE(DecodeWhole(EncodeSegmentIndexV2(in), &out).ok());
   ExpectSame(in, out);
 }
 
@@ -136,18 +161,18 @@ std::string EncodeV1(const SegmentIndexData& d) {
 TEST(SegmentIndexFormat, ReadsTheOlderFixedWidthVersion) {
   SegmentIndexData in = Contiguous(5, 2'000, 1);
   SegmentIndexData out;
-  ASSERT_TRUE(DecodeSegmentIndex(EncodeV1(in), &out).ok());
+  ASSERT_TRUE(DecodeWhole(EncodeV1(in), &out).ok());
   ExpectSame(in, out);
 }
 
-TEST(SegmentIndexFormat, DamagedBytesAreCorruption) {
-  const std::string good = EncodeSegmentIndex(Contiguous(9, 1'000, 2));
+TEST(SegmentIndexFormat, DamagedV2BytesAreCorruption) {
+  const std::string good = EncodeSegmentIndexV2(Contiguous(9, 1'000, 2));
   SegmentIndexData out;
   std::string flipped = good;
   flipped[good.size() / 2] ^= 0x10;
-  EXPECT_EQ(DecodeSegmentIndex(flipped, &out).code(), Code::kCorruption);
-  EXPECT_EQ(DecodeSegmentIndex(good.substr(0, good.size() - 1), &out).code(), Code::kCorruption);
-  EXPECT_EQ(DecodeSegmentIndex(good.substr(0, 5), &out).code(), Code::kCorruption);
+  EXPECT_EQ(DecodeWhole(flipped, &out).code(), Code::kCorruption);
+  EXPECT_EQ(DecodeWhole(good.substr(0, good.size() - 1), &out).code(), Code::kCorruption);
+  EXPECT_EQ(DecodeWhole(good.substr(0, 5), &out).code(), Code::kCorruption);
 
   // A checksum that matches over a body that does not parse: an entry count
   // larger than the bytes, and an unknown version.
@@ -160,12 +185,12 @@ TEST(SegmentIndexFormat, DamagedBytesAreCorruption) {
   std::string too_many = body;
   const uint64_t huge = uint64_t{1} << 40;
   std::memcpy(too_many.data() + 16, &huge, sizeof(huge));
-  Status st = DecodeSegmentIndex(resum(too_many), &out);
+  Status st = DecodeWhole(resum(too_many), &out);
   EXPECT_EQ(st.code(), Code::kCorruption);
   EXPECT_NE(st.message().find("entry count"), std::string::npos) << st.ToString();
   std::string version = body;
   version[3] = '9';
-  st = DecodeSegmentIndex(resum(version), &out);
+  st = DecodeWhole(resum(version), &out);
   EXPECT_EQ(st.code(), Code::kCorruption);
   EXPECT_NE(st.message().find("version"), std::string::npos) << st.ToString();
   // A varint that never ends (every byte has its continuation bit).
@@ -174,9 +199,136 @@ TEST(SegmentIndexFormat, DamagedBytesAreCorruption) {
   std::memcpy(endless.data() + 16, &three, sizeof(three));
   endless.append(12, '\x80');
   endless.append(4, '\0');  // the stream count
-  st = DecodeSegmentIndex(resum(endless), &out);
+  st = DecodeWhole(resum(endless), &out);
   EXPECT_EQ(st.code(), Code::kCorruption);
   EXPECT_NE(st.message().find("entry list"), std::string::npos) << st.ToString();
+}
+
+// The values the store writes for `in`: its parts, built entry by entry as
+// the writer does, taken every `part_entries`, and the closing record.
+struct StoredIndex {
+  std::vector<std::string> parts;
+  std::string close;
+};
+
+StoredIndex BuildInParts(const SegmentIndexData& in, uint64_t part_entries) {
+  SegmentIndexBuilder b(in.segment_id);
+  StoredIndex out;
+  auto take = [&] {
+    SegmentIndexPart part = b.TakePart();
+    EXPECT_EQ(part.number, out.parts.size());
+    out.parts.push_back(EncodeIndexPart(part));
+  };
+  for (const IndexEntry& e : in.entries) {
+    b.Add(e);
+    for (const auto& [id, bm] : in.streams) {
+      if (bm.contains(e.address)) b.AddStream(id, e.address);
+    }
+    if (b.part_entries() >= part_entries) take();
+  }
+  if (b.part_entries() > 0) take();
+  out.close = b.EncodeClose(in.file_size);
+  return out;
+}
+
+Status DecodeParts(const StoredIndex& stored, SegmentIndexData* out) {
+  SegmentIndexClose close;
+  bool has_parts = false;
+  TALLY_RETURN_IF_ERROR(DecodeSegmentIndex(stored.close, out, &close, &has_parts));
+  EXPECT_TRUE(has_parts);
+  EXPECT_EQ(close.parts, stored.parts.size());
+  out->segment_id = close.segment_id;
+  out->file_size = close.file_size;
+  for (uint32_t n = 0; n < close.parts; ++n) {
+    TALLY_RETURN_IF_ERROR(DecodeIndexPart(stored.parts[n], close, n, out));
+  }
+  EXPECT_EQ(out->entries.size(), close.entries);
+  return Status::OK();
+}
+
+// Each stream's addresses, whatever parts they came in.
+std::map<StreamId, Roaring64Map> Merged(const SegmentIndexData& d) {
+  std::map<StreamId, Roaring64Map> out;
+  for (const auto& [id, bm] : d.streams) out[id] |= bm;
+  return out;
+}
+
+void ExpectSameInParts(const SegmentIndexData& in, const SegmentIndexData& out) {
+  SegmentIndexData whole = out;
+  whole.streams.clear();
+  SegmentIndexData expected = in;
+  expected.streams.clear();
+  ExpectSame(expected, whole);
+  EXPECT_TRUE(Merged(in) == Merged(out));
+}
+
+TEST(SegmentIndexFormat, PartsRoundTripASegmentWrittenInOrder) {
+  SegmentIndexData in = Contiguous(12, 10'000, 3);
+  StoredIndex stored = BuildInParts(in, 1'000);
+  ASSERT_EQ(stored.parts.size(), 10u);
+  SegmentIndexData out;
+  ASSERT_TRUE(DecodeParts(stored, &out).ok());
+  ExpectSameInParts(in, out);
+  // Still 4-5 bytes per entry, plus a header and a stream map per part.
+  for (const std::string& part : stored.parts) {
+    EXPECT_LE(part.size(), 1'000u * 5 + 64 + 20 + 1'000 / 3 * 2 + 64) << part.size();
+  }
+}
+
+TEST(SegmentIndexFormat, PartsRoundTripIrregularEntriesInUnevenParts) {
+  SegmentIndexData in = Irregular();
+  StoredIndex stored = BuildInParts(in, 333);
+  ASSERT_EQ(stored.parts.size(), 16u);  // 15 of 333, the last of 5
+  SegmentIndexData out;
+  ASSERT_TRUE(DecodeParts(stored, &out).ok());
+  ExpectSameInParts(in, out);
+}
+
+TEST(SegmentIndexFormat, AnEmptySegmentHasAClosingRecordAndNoParts) {
+  SegmentIndexData in;
+  in.segment_id = 3;
+  StoredIndex stored = BuildInParts(in, 100);
+  EXPECT_TRUE(stored.parts.empty());
+  SegmentIndexData out;
+  ASSERT_TRUE(DecodeParts(stored, &out).ok());
+  EXPECT_EQ(out.segment_id, 3u);
+  EXPECT_TRUE(out.entries.empty());
+}
+
+TEST(SegmentIndexFormat, APartOfAnotherSegmentPartOrLifeIsRefused) {
+  const SegmentIndexData in = Contiguous(7, 300, 1);
+  const StoredIndex stored = BuildInParts(in, 100);
+  // The same segment id again (after a crash or a wipe): another nonce.
+  const StoredIndex again = BuildInParts(in, 100);
+  SegmentIndexData other_id = in;
+  other_id.segment_id = 8;
+  const StoredIndex other = BuildInParts(other_id, 100);
+  SegmentIndexClose close;
+  bool has_parts = false;
+  SegmentIndexData out;
+  ASSERT_TRUE(DecodeSegmentIndex(stored.close, &out, &close, &has_parts).ok());
+  ASSERT_TRUE(has_parts);
+  EXPECT_EQ(close.entries, 300u);
+  EXPECT_EQ(close.parts, 3u);
+
+  EXPECT_TRUE(DecodeIndexPart(stored.parts[1], close, 1, &out).ok());
+  for (const auto& [bytes, number, why] :
+       {std::tuple{again.parts[1], 1u, "another life"},
+        std::tuple{stored.parts[1], 2u, "it is part 1"},
+        std::tuple{other.parts[1], 1u, "belongs to segment 8"}}) {
+    Status st = DecodeIndexPart(bytes, close, number, &out);
+    EXPECT_EQ(st.code(), Code::kCorruption) << why;
+    EXPECT_NE(st.message().find("not this segment's"), std::string::npos) << st.ToString();
+    EXPECT_NE(st.message().find(why), std::string::npos) << st.ToString();
+  }
+  std::string flipped = stored.parts[2];
+  flipped[flipped.size() / 2] ^= 0x01;
+  Status st = DecodeIndexPart(flipped, close, 2, &out);
+  EXPECT_EQ(st.code(), Code::kCorruption);
+  EXPECT_NE(st.message().find("checksum"), std::string::npos) << st.ToString();
+  std::string close_flipped = stored.close;
+  close_flipped[5] ^= 0x01;
+  EXPECT_EQ(DecodeSegmentIndex(close_flipped, &out, &close, &has_parts).code(), Code::kCorruption);
 }
 
 }  // namespace

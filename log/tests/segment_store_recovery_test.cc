@@ -2,6 +2,12 @@
 // failing disks, modelled with FaultInjectionFileSystem over MemFileSystem.
 
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "record_format.h"
 #include "segment_store_test_util.h"
@@ -276,6 +282,160 @@ TEST_F(RecoveryTest, StaleSegmentIndexFallsBackToScan) {
   EXPECT_GE(report.scanned_records, 11u);
   ExpectReadable(*store, 0, 30);
   ExpectReadable(*store, 100, 101);
+}
+
+// The index stored in parts (docs/log-format.md, "Metadata").
+class IndexPartsTest : public RecoveryTest {
+ protected:
+  static constexpr uint64_t kPerSegment = 100;
+  const StreamId kThirds = StreamId::FromName("thirds");
+
+  SegmentStoreOptions PartsOptions() {
+    auto o = Options();
+    // Groups of 10 records (~940 bytes with their streams): 100 records a
+    // segment, the last group crossing segment_bytes.
+    o.segment_bytes = kPerSegment * kRecordSize + 16;
+    o.index_part_entries = 16;
+    return o;
+  }
+
+  // Appends [from, to) in groups of 10, every third address also on stream
+  // kThirds (so those records are longer).
+  void FillWithStream(SegmentStore& store, uint64_t from, uint64_t to) {
+    for (uint64_t i = from; i < to; i += 10) {
+      std::vector<Record> batch;
+      for (uint64_t a = i; a < std::min(i + 10, to); ++a) {
+        std::vector<StreamId> streams;
+        if (a % 3 == 0) streams.push_back(kThirds);
+        batch.push_back(MakeRecord(a, PayloadFor(a, kPayload), streams));
+      }
+      for (const Status& s : AppendAndWait(store, std::move(batch)))
+        ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+  }
+
+  void ExpectStream(SegmentStore& store, uint64_t to) {
+    std::vector<Address> want;
+    for (uint64_t a = 0; a < to; a += 3) want.push_back(Address(a));
+    EXPECT_EQ(store.StreamAddresses(kThirds, Address(0), Address(to)), want);
+  }
+
+  // The metadata's keys with `prefix` (the store must be closed).
+  std::vector<std::string> Keys(const std::string& prefix) {
+    rocksdb::Options ro;
+    ro.env = rocks_env_.get();
+    rocksdb::DB* raw = nullptr;
+    EXPECT_TRUE(rocksdb::DB::Open(ro, std::string(kDir) + "/metadata", &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::vector<std::string> keys;
+    if (db == nullptr) return keys;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      keys.push_back(it->key().ToString());
+    }
+    return keys;
+  }
+
+  void DeleteKey(const std::string& key) {
+    rocksdb::Options ro;
+    ro.env = rocks_env_.get();
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(ro, std::string(kDir) + "/metadata", &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), key).ok());
+  }
+};
+
+TEST_F(IndexPartsTest, PartsAreStoredWhileTheSegmentFills) {
+  {
+    auto store = OpenStore(PartsOptions());
+    FillWithStream(*store, 0, 60);
+  }
+  // Groups of 10, a part every 16 entries or more: parts after 20, 40, 60
+  // records; no closing record, as segment 1 is still open.
+  EXPECT_EQ(Keys("segpart/"),
+            (std::vector<std::string>{"segpart/00000000000000000001/0000000000",
+                                      "segpart/00000000000000000001/0000000001",
+                                      "segpart/00000000000000000001/0000000002"}));
+  EXPECT_TRUE(Keys("seg/").empty());
+  // They are not trusted without one: the open segment is scanned.
+  RecoveryReport report;
+  auto store = OpenStore(PartsOptions(), &report);
+  EXPECT_EQ(report.scanned_records, 60u);
+  ExpectReadable(*store, 0, 60);
+  ExpectStream(*store, 60);
+}
+
+TEST_F(IndexPartsTest, ClosedSegmentsLoadFromTheirParts) {
+  {
+    auto store = OpenStore(PartsOptions());
+    FillWithStream(*store, 0, 350);
+  }
+  const std::vector<std::string> closed = Keys("seg/");
+  ASSERT_GE(closed.size(), 3u);
+  RecoveryReport report;
+  auto store = OpenStore(PartsOptions(), &report);
+  // Only the open segment (300..349) was read from its file.
+  EXPECT_EQ(report.scanned_records, 50u);
+  EXPECT_EQ(report.records, 350u);
+  ExpectReadable(*store, 0, 350);
+  ExpectStream(*store, 350);
+}
+
+TEST_F(IndexPartsTest, AMissingPartMeansItsSegmentIsScanned) {
+  {
+    auto store = OpenStore(PartsOptions());
+    FillWithStream(*store, 0, 350);
+  }
+  DeleteKey("segpart/00000000000000000001/0000000001");
+  RecoveryReport report;
+  auto store = OpenStore(PartsOptions(), &report);
+  EXPECT_EQ(report.scanned_records, kPerSegment + 50);  // segment 1 and the open one
+  EXPECT_EQ(report.records, 350u);
+  ExpectReadable(*store, 0, 350);
+  ExpectStream(*store, 350);
+  store.reset();
+  // The scan stored segment 1's index again.
+  auto again = OpenStore(PartsOptions(), &report);
+  EXPECT_EQ(report.scanned_records, 50u);
+  ExpectReadable(*again, 0, 350);
+}
+
+TEST_F(IndexPartsTest, PartsFromBeforeACrashAreRebuiltFromTheScan) {
+  {
+    auto store = OpenStore(PartsOptions());
+    FillWithStream(*store, 0, 50);
+    store->Flush();
+    ASSERT_TRUE(fault_.DropUnsyncedData().ok());
+  }
+  // Segment 1 is scanned; its index is rebuilt from the scan (parts of the
+  // first 50 records) and goes on filling.
+  {
+    RecoveryReport report;
+    auto store = OpenStore(PartsOptions(), &report);
+    EXPECT_EQ(report.scanned_records, 50u);
+    FillWithStream(*store, 50, 350);
+  }
+  RecoveryReport report;
+  auto store = OpenStore(PartsOptions(), &report);
+  EXPECT_EQ(report.scanned_records, 50u);
+  EXPECT_EQ(report.records, 350u);
+  ExpectReadable(*store, 0, 350);
+  ExpectStream(*store, 350);
+}
+
+TEST_F(IndexPartsTest, TrimDeletesTheParts) {
+  {
+    auto store = OpenStore(PartsOptions());
+    FillWithStream(*store, 0, 350);
+    ASSERT_TRUE(store->Trim(Address(250)).ok());
+  }
+  // Segments wholly below 250 are gone with their indexes.
+  for (const std::string& key : Keys("segpart/")) {
+    EXPECT_FALSE(key.starts_with("segpart/00000000000000000001/")) << key;
+    EXPECT_FALSE(key.starts_with("segpart/00000000000000000002/")) << key;
+  }
+  EXPECT_FALSE(Keys("segpart/00000000000000000003/").empty());
 }
 
 }  // namespace

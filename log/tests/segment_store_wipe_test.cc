@@ -114,6 +114,8 @@ class WipeTest : public testing::StoreFixture {
     o.inline_writes = inline_writes;
     // Several segments per test: closed ones (index in RocksDB) and an open one.
     o.segment_bytes = 1024;
+    // Their indexes in parts (of at least 4 entries: one 10-record group).
+    o.index_part_entries = 4;
     return o;
   }
 

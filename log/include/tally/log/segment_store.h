@@ -54,6 +54,10 @@ struct SegmentStoreOptions {
   // values up to 1 MiB write none; 0 turns it off; so does inline_writes. Recovery reads an
   // all-zero remainder of a segment as its clean end, not as a torn tail.
   uint64_t zero_ahead_bytes = 8ull << 20;
+  // The open segment's index is stored in parts of this many entries as it
+  // fills (~40 KB each for 64-byte appends), so that a roll stores only the
+  // last part and a closing record (docs/log-format.md, "Metadata").
+  uint32_t index_part_entries = 8192;
 };
 
 // What recovery found on open (for logs and tests).
