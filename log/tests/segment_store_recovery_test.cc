@@ -320,6 +320,18 @@ class IndexPartsTest : public RecoveryTest {
     EXPECT_EQ(store.StreamAddresses(kThirds, Address(0), Address(to)), want);
   }
 
+  // Reopens the store and checks that it holds [0, n) and its stream,
+  // having read `scanned` records from segment files.
+  std::unique_ptr<SegmentStore> ReopenAndCheck(uint64_t n, uint64_t scanned) {
+    RecoveryReport report;
+    auto store = OpenStore(PartsOptions(), &report);
+    EXPECT_EQ(report.scanned_records, scanned);
+    EXPECT_EQ(report.records, n);
+    ExpectReadable(*store, 0, n);
+    ExpectStream(*store, n);
+    return store;
+  }
+
   // The metadata's keys with `prefix` (the store must be closed).
   std::vector<std::string> Keys(const std::string& prefix) {
     rocksdb::Options ro;
@@ -359,11 +371,7 @@ TEST_F(IndexPartsTest, PartsAreStoredWhileTheSegmentFills) {
                                       "segpart/00000000000000000001/0000000002"}));
   EXPECT_TRUE(Keys("seg/").empty());
   // They are not trusted without one: the open segment is scanned.
-  RecoveryReport report;
-  auto store = OpenStore(PartsOptions(), &report);
-  EXPECT_EQ(report.scanned_records, 60u);
-  ExpectReadable(*store, 0, 60);
-  ExpectStream(*store, 60);
+  ReopenAndCheck(60, 60);
 }
 
 TEST_F(IndexPartsTest, ClosedSegmentsLoadFromTheirParts) {
@@ -371,15 +379,9 @@ TEST_F(IndexPartsTest, ClosedSegmentsLoadFromTheirParts) {
     auto store = OpenStore(PartsOptions());
     FillWithStream(*store, 0, 350);
   }
-  const std::vector<std::string> closed = Keys("seg/");
-  ASSERT_GE(closed.size(), 3u);
-  RecoveryReport report;
-  auto store = OpenStore(PartsOptions(), &report);
-  // Only the open segment (300..349) was read from its file.
-  EXPECT_EQ(report.scanned_records, 50u);
-  EXPECT_EQ(report.records, 350u);
-  ExpectReadable(*store, 0, 350);
-  ExpectStream(*store, 350);
+  EXPECT_EQ(Keys("seg/").size(), 3u);  // segments 1-3 are closed
+  // Only the open segment (300..349) is read from its file.
+  ReopenAndCheck(350, 50);
 }
 
 TEST_F(IndexPartsTest, AMissingPartMeansItsSegmentIsScanned) {
@@ -388,17 +390,9 @@ TEST_F(IndexPartsTest, AMissingPartMeansItsSegmentIsScanned) {
     FillWithStream(*store, 0, 350);
   }
   DeleteKey("segpart/00000000000000000001/0000000001");
-  RecoveryReport report;
-  auto store = OpenStore(PartsOptions(), &report);
-  EXPECT_EQ(report.scanned_records, kPerSegment + 50);  // segment 1 and the open one
-  EXPECT_EQ(report.records, 350u);
-  ExpectReadable(*store, 0, 350);
-  ExpectStream(*store, 350);
-  store.reset();
+  ReopenAndCheck(350, kPerSegment + 50);  // segment 1 and the open one
   // The scan stored segment 1's index again.
-  auto again = OpenStore(PartsOptions(), &report);
-  EXPECT_EQ(report.scanned_records, 50u);
-  ExpectReadable(*again, 0, 350);
+  ReopenAndCheck(350, 50);
 }
 
 TEST_F(IndexPartsTest, PartsFromBeforeACrashAreRebuiltFromTheScan) {
@@ -416,12 +410,7 @@ TEST_F(IndexPartsTest, PartsFromBeforeACrashAreRebuiltFromTheScan) {
     EXPECT_EQ(report.scanned_records, 50u);
     FillWithStream(*store, 50, 350);
   }
-  RecoveryReport report;
-  auto store = OpenStore(PartsOptions(), &report);
-  EXPECT_EQ(report.scanned_records, 50u);
-  EXPECT_EQ(report.records, 350u);
-  ExpectReadable(*store, 0, 350);
-  ExpectStream(*store, 350);
+  ReopenAndCheck(350, 50);
 }
 
 TEST_F(IndexPartsTest, TrimDeletesTheParts) {
