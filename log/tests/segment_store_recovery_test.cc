@@ -302,16 +302,9 @@ class IndexPartsTest : public RecoveryTest {
   // Appends [from, to) in groups of 10, every third address also on stream
   // kThirds (so those records are longer).
   void FillWithStream(SegmentStore& store, uint64_t from, uint64_t to) {
-    for (uint64_t i = from; i < to; i += 10) {
-      std::vector<Record> batch;
-      for (uint64_t a = i; a < std::min(i + 10, to); ++a) {
-        std::vector<StreamId> streams;
-        if (a % 3 == 0) streams.push_back(kThirds);
-        batch.push_back(MakeRecord(a, PayloadFor(a, kPayload), streams));
-      }
-      for (const Status& s : AppendAndWait(store, std::move(batch)))
-        ASSERT_TRUE(s.ok()) << s.ToString();
-    }
+    testing::AppendInTens(store, from, to, kPayload, [&](uint64_t a) {
+      return a % 3 == 0 ? std::vector<StreamId>{kThirds} : std::vector<StreamId>{};
+    });
   }
 
   void ExpectStream(SegmentStore& store, uint64_t to) {

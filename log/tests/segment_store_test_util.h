@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <rocksdb/env.h>
 
+#include <algorithm>
 #include <future>
 #include <memory>
 #include <string>
@@ -42,6 +43,22 @@ inline std::string PayloadFor(uint64_t address, size_t size = 40) {
   while (s.size() < size) s += static_cast<char>('a' + s.size() % 26);
   s.resize(size);
   return s;
+}
+
+// Appends [from, to) in Append calls of 10 records (PayloadFor payloads of
+// `payload` bytes, on streams_of(address)), each acknowledged.
+template <typename StreamsOf>
+void AppendInTens(SegmentStore& store, uint64_t from, uint64_t to, size_t payload,
+                  StreamsOf streams_of) {
+  for (uint64_t i = from; i < to; i += 10) {
+    std::vector<Record> batch;
+    for (uint64_t a = i; a < std::min(i + 10, to); ++a) {
+      batch.push_back(MakeRecord(a, PayloadFor(a, payload), streams_of(a)));
+    }
+    for (const Status& s : AppendAndWait(store, std::move(batch))) {
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+  }
 }
 
 class StoreFixture : public ::testing::Test {

@@ -121,15 +121,8 @@ class WipeTest : public testing::StoreFixture {
 
   // Appends [from, to), each on stream "even" or "odd", all acknowledged.
   void Fill(SegmentStore& store, uint64_t from, uint64_t to) {
-    for (uint64_t i = from; i < to; i += 10) {
-      std::vector<Record> batch;
-      for (uint64_t a = i; a < std::min(i + 10, to); ++a) {
-        batch.push_back(MakeRecord(a, PayloadFor(a, kPayload), {a % 2 ? kOdd : kEven}));
-      }
-      for (const Status& s : AppendAndWait(store, std::move(batch))) {
-        ASSERT_TRUE(s.ok()) << s.ToString();
-      }
-    }
+    testing::AppendInTens(store, from, to, kPayload,
+                          [&](uint64_t a) { return std::vector<StreamId>{a % 2 ? kOdd : kEven}; });
   }
 
   std::vector<std::string> SegmentFiles(const std::string& dir) {
