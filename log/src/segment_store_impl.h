@@ -270,8 +270,9 @@ class SegmentStoreImpl final : public SegmentStore {
   };
   std::mutex rolled_mu_;
   std::condition_variable rolled_cv_;
-  // Full parts of the open segment's index (or of one rolled after them),
-  // to store before any later rolled segment is closed.
+  // Full parts of segment indexes, in the order taken; the indexer stores
+  // them before closing rolled segments (a segment's parts are queued
+  // before its roll, and its closing record must come after them).
   std::deque<SegmentIndexPart> index_parts_;  // GUARDED_BY(rolled_mu_)
   std::deque<RolledSegment> rolled_;          // GUARDED_BY(rolled_mu_)
   bool indexer_busy_ = false;  // GUARDED_BY(rolled_mu_) a part or segment taken, not yet stored

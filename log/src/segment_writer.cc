@@ -195,7 +195,8 @@ void SegmentStoreImpl::PublishGroup(uint64_t base, uint64_t total) {
 }
 
 void SegmentStoreImpl::MaybeStoreIndexPart() {
-  if (open_index_.part_entries() < options_.index_part_entries) return;
+  const uint64_t n = open_index_.part_entries();
+  if (n == 0 || n < options_.index_part_entries) return;
   if (options_.inline_writes) {
     StoreIndexPart(open_index_.TakePart());
     return;

@@ -56,7 +56,8 @@ struct SegmentStoreOptions {
   uint64_t zero_ahead_bytes = 8ull << 20;
   // The open segment's index is stored in parts of this many entries as it
   // fills (~40 KB each for 64-byte appends), so that a roll stores only the
-  // last part and a closing record (docs/log-format.md, "Metadata").
+  // last part and a closing record (docs/log-format.md, "Metadata"). 0 or 1:
+  // a part per group commit.
   uint32_t index_part_entries = 8192;
 };
 
