@@ -11,7 +11,9 @@
 // stored together. Storing the whole index at the roll instead (TSI2, a
 // 2.7 MB value for a 64 MiB segment of 64-byte appends) cost each unit of
 // a chain 10-35 ms of CPU at the same moment, and the appends of the next
-// 30-40 ms waited for it (bench/README.md, "Session 15").
+// 30-40 ms waited for it (bench/README.md, Sessions 14 and 15: the p99 of
+// append_bench's 100k row was lower with parts in 19 of 19 pairs while the
+// disk was quiet, and within the run-to-run spread while it was slow).
 //
 // The closing record and every part carry the segment's nonce, drawn when
 // its builder was made, so parts left by an earlier life of the same
