@@ -12,8 +12,9 @@
 // 2.7 MB value for a 64 MiB segment of 64-byte appends) cost each unit of
 // a chain 10-35 ms of CPU at the same moment, and the appends of the next
 // 30-40 ms waited for it (bench/README.md, Sessions 14 and 15: the p99 of
-// append_bench's 100k row was lower with parts in 19 of 19 pairs while the
-// disk was quiet, and within the run-to-run spread while it was slow).
+// append_bench's 100k row was lower with parts in the last 19 of 19 pairs,
+// disk probe p99 0.58-1.34 ms; in the 23 pairs before, with the disk's
+// tail slower, the two were within the run-to-run spread).
 //
 // The closing record and every part carry the segment's nonce, drawn when
 // its builder was made, so parts left by an earlier life of the same
