@@ -336,23 +336,4 @@ Status DecodeIndexPart(std::string_view bytes, const SegmentIndexClose& close, u
   return Status::OK();
 }
 
-std::string EncodeSegmentIndexV2(const SegmentIndexData& data) {
-  Writer w;
-  w.Put<uint32_t>(kMagicV2);
-  w.Put<uint32_t>(data.segment_id);
-  w.Put<uint64_t>(data.file_size);
-  w.Put<uint64_t>(data.entries.size());
-  std::string& out = w.out();
-  const size_t at = out.size();
-  out.resize(at + data.entries.size() * kMaxEntryBytes);
-  char* p = out.data() + at;
-  uint64_t address = 0, epoch = 0, end = 0;
-  for (const IndexEntry& e : data.entries) p = EncodeEntry(e, &address, &epoch, &end, p);
-  out.resize(static_cast<size_t>(p - out.data()));
-  auto streams = data.streams;
-  PutStreams(streams, &w);
-  PutChecksum(&w);
-  return std::move(w.out());
-}
-
 }  // namespace tally::log

@@ -112,8 +112,4 @@ Status DecodeSegmentIndex(std::string_view bytes, SegmentIndexData* data, Segmen
 Status DecodeIndexPart(std::string_view bytes, const SegmentIndexClose& close, uint32_t number,
                        SegmentIndexData* data);
 
-// The TSI2 encoding (one value holding the whole index): no longer written
-// by the store, kept so that tests can make the values older stores hold.
-std::string EncodeSegmentIndexV2(const SegmentIndexData& data);
-
 }  // namespace tally::log

@@ -74,9 +74,47 @@ SegmentIndexData Contiguous(uint32_t id, size_t n, uint64_t stripes) {
   return d;
 }
 
+constexpr uint32_t kMagicV1 = 0x31495354;  // "TSI1"
+constexpr uint32_t kMagicV2 = 0x32495354;  // "TSI2"
+
+// A whole-index value as stores before TSI3 wrote it, assembled here from
+// docs/log-format.md: TSI1's fixed-width entries, or TSI2's varint entries,
+// which are those of a single TSI3 part byte for byte.
+std::string EncodeWhole(uint32_t magic, const SegmentIndexData& d) {
+  std::string out;
+  auto put = [&](auto v) { out.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
+  put(magic);
+  put(d.segment_id);
+  put(d.file_size);
+  put(uint64_t{d.entries.size()});
+  if (magic == kMagicV1) {
+    for (const IndexEntry& e : d.entries) {
+      put(e.address);
+      put(e.epoch);
+      put(e.offset);
+      put(e.length_state);
+    }
+  } else {
+    SegmentIndexBuilder b(d.segment_id);
+    for (const IndexEntry& e : d.entries) b.Add(e);
+    out += b.TakePart().entries;
+  }
+  put(static_cast<uint32_t>(d.streams.size()));
+  for (const auto& [id, bm] : d.streams) {
+    std::string blob(bm.getSizeInBytes(true), '\0');
+    bm.write(blob.data(), true);
+    put(id.hi);
+    put(id.lo);
+    put(static_cast<uint32_t>(blob.size()));
+    out += blob;
+  }
+  put(uint64_t{XXH3_64bits(out.data(), out.size())});
+  return out;
+}
+
 TEST(SegmentIndexFormat, V2RoundTripsASegmentWrittenInOrder) {
   SegmentIndexData in = Contiguous(12, 10'000, 3);
-  std::string bytes = EncodeSegmentIndexV2(in);
+  std::string bytes = EncodeWhole(kMagicV2, in);
   SegmentIndexData out;
   ASSERT_TRUE(DecodeWhole(bytes, &out).ok());
   ExpectSame(in, out);
@@ -119,7 +157,7 @@ SegmentIndexData Irregular() {
 TEST(SegmentIndexFormat, V2RoundTripsOutOfOrderAddressesEpochChangesGapsAndCorruptRecords) {
   SegmentIndexData in = Irregular();
   SegmentIndexData out;
-  ASSERT_TRUE(DecodeWhole(EncodeSegmentIndexV2(in), &out).ok());
+  ASSERT_TRUE(DecodeWhole(EncodeWhole(kMagicV2, in), &out).ok());
   ExpectSame(in, out);
 }
 
@@ -127,46 +165,19 @@ TEST(SegmentIndexFormat, V2RoundTripsAnEmptySegment) {
   SegmentIndexData in;
   in.segment_id = 3;
   SegmentIndexData out;
-  ASSERT_TRUE(DecodeWhole(EncodeSegmentIndexV2(in), &out).ok());
+  ASSERT_TRUE(DecodeWhole(EncodeWhole(kMagicV2, in), &out).ok());
   ExpectSame(in, out);
-}
-
-// The TSI1 layout of docs/log-format.md, written by hand.
-std::string EncodeV1(const SegmentIndexData& d) {
-  std::string out;
-  auto put = [&](auto v) { out.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
-  put(uint32_t{0x31495354});
-  put(d.segment_id);
-  put(d.file_size);
-  put(uint64_t{d.entries.size()});
-  for (const IndexEntry& e : d.entries) {
-    put(e.address);
-    put(e.epoch);
-    put(e.offset);
-    put(e.length_state);
-  }
-  put(static_cast<uint32_t>(d.streams.size()));
-  for (const auto& [id, bm] : d.streams) {
-    std::string blob(bm.getSizeInBytes(true), '\0');
-    bm.write(blob.data(), true);
-    put(id.hi);
-    put(id.lo);
-    put(static_cast<uint32_t>(blob.size()));
-    out += blob;
-  }
-  put(uint64_t{XXH3_64bits(out.data(), out.size())});
-  return out;
 }
 
 TEST(SegmentIndexFormat, ReadsTheOlderFixedWidthVersion) {
   SegmentIndexData in = Contiguous(5, 2'000, 1);
   SegmentIndexData out;
-  ASSERT_TRUE(DecodeWhole(EncodeV1(in), &out).ok());
+  ASSERT_TRUE(DecodeWhole(EncodeWhole(kMagicV1, in), &out).ok());
   ExpectSame(in, out);
 }
 
 TEST(SegmentIndexFormat, DamagedV2BytesAreCorruption) {
-  const std::string good = EncodeSegmentIndexV2(Contiguous(9, 1'000, 2));
+  const std::string good = EncodeWhole(kMagicV2, Contiguous(9, 1'000, 2));
   SegmentIndexData out;
   std::string flipped = good;
   flipped[good.size() / 2] ^= 0x10;
