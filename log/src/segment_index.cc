@@ -139,11 +139,10 @@ bool DecodeEntries(Reader* r, uint64_t count, uint32_t segment_id, std::vector<I
   return true;
 }
 
-template <typename Streams>
-void PutStreams(Streams& streams, Writer* w) {
+void PutStreams(const std::unordered_map<StreamId, Roaring64Map>& streams, Writer* w) {
   w->Put<uint32_t>(static_cast<uint32_t>(streams.size()));
   std::string blob;
-  for (auto& [id, bm] : streams) {
+  for (const auto& [id, bm] : streams) {
     blob.resize(bm.getSizeInBytes(true));
     bm.write(blob.data(), true);
     w->Put<uint64_t>(id.hi);
@@ -222,7 +221,6 @@ SegmentIndexPart SegmentIndexBuilder::TakePart() {
   next.number = part_.number + 1;
   next.entries.reserve(part_.entries.capacity());
   taken_entries_ += part_.count;
-  ++taken_parts_;
   address_ = epoch_ = end_ = 0;
   last_map_ = nullptr;
   return std::exchange(part_, std::move(next));
@@ -234,7 +232,7 @@ std::string SegmentIndexBuilder::EncodeClose(uint64_t file_size) const {
   w.Put<uint32_t>(part_.segment_id);
   w.Put<uint64_t>(file_size);
   w.Put<uint64_t>(taken_entries_);
-  w.Put<uint32_t>(taken_parts_);
+  w.Put<uint32_t>(part_.number);  // parts taken: the one being built is next
   w.Put<uint64_t>(part_.nonce);
   PutChecksum(&w);
   return std::move(w.out());

@@ -89,7 +89,6 @@ class SegmentIndexBuilder {
  private:
   SegmentIndexPart part_;
   uint64_t taken_entries_ = 0;
-  uint32_t taken_parts_ = 0;
   // Delta state: the last entry's address, epoch and end (0 at a part's start).
   uint64_t address_ = 0, epoch_ = 0, end_ = 0;
   // AddStream's last stream (the part's map nodes are stable until TakePart).
